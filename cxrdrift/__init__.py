@@ -1,0 +1,1 @@
+"""cxrdrift: semantic drift of CAM explanations between transfer learning and fine-tuning."""

@@ -1,0 +1,340 @@
+"""Every knob of the study in one typed object, the three profiles, and type-checked overrides.
+
+Each field's metadata says where its default comes from: a section of the paper, or
+"assumption" when the paper does not give the value. `assumptions()` lists the latter for the
+book's "Protocol and assumptions" page.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ARCHITECTURES = ("DenseNet201", "ResNet50V2", "InceptionV3")
+CAM_METHODS = ("gradcam", "gradcampp", "layercam")
+PROFILES = ("paper", "demo", "smoke")
+
+
+class ConfigError(ValueError):
+    """An unknown, ill-typed or inconsistent configuration value."""
+
+
+def _knob(default: Any, source: str, help: str, choices: tuple | None = None) -> Any:
+    metadata = {"source": source, "help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults")
+    return field(default=default, metadata=metadata)
+
+
+PAPER = "paper"
+ASSUMED = "assumption: not stated in the paper"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The resolved configuration of one run; `config.json` in the run directory holds it."""
+
+    # -- where things are ------------------------------------------------------------------
+    profile: str = _knob("paper", "cxrdrift", "Profile the other defaults came from.", PROFILES)
+    run_dir: str = _knob("", "cxrdrift", "Run directory; empty means runs/<profile>.")
+    data_dir: str = _knob(
+        "", "cxrdrift",
+        "Dataset root (folders or a manifest.csv); empty means generate the synthetic dataset "
+        "into <run_dir>/data.")
+    # -- data -----------------------------------------------------------------------------
+    image_size: int = _knob(224, ASSUMED + " (the Keras applications' native 224 px)",
+                            "Square input size in pixels, shared by all architectures.")
+    augment: bool = _knob(False, ASSUMED + " (no augmentation is named)",
+                          "Random flips/shifts/contrast on training images.")
+    synth_train: int = _knob(11733, PAPER + " §3.1 split size",
+                             "Synthetic dataset: training images (class mix follows Table 1).")
+    synth_val: int = _knob(1675, PAPER + " §3.1 split size", "Synthetic dataset: validation images.")
+    synth_test: int = _knob(3354, PAPER + " §3.1 split size", "Synthetic dataset: test images.")
+    synth_size: int = _knob(256, "cxrdrift", "Synthetic dataset: generated image size in pixels.")
+    # -- models and weights -----------------------------------------------------------------
+    architectures: tuple[str, ...] = _knob(ARCHITECTURES, PAPER + " §3.1",
+                                           "Backbones to train and compare.", ARCHITECTURES)
+    weights: str = _knob(
+        "imagenet", PAPER + " §3.1 (ImageNet-pretrained)",
+        "'imagenet', 'synthetic' (built-in within-domain pre-training), 'none' (random), or a "
+        "path to a weights file ('{arch}' in the path is replaced by the architecture name).")
+    pretrain_images: int = _knob(1600, "cxrdrift", "Synthetic pre-training: source-task images.")
+    pretrain_epochs: int = _knob(6, "cxrdrift", "Synthetic pre-training: epochs from scratch.")
+    pretrain_lr: float = _knob(1e-3, "cxrdrift", "Synthetic pre-training: Adam learning rate.")
+    pretrain_bn_momentum: float = _knob(
+        0.9, "cxrdrift (FINDINGS: Keras' 0.99 lags from-scratch weights)",
+        "Synthetic pre-training: BatchNorm momentum.")
+    pretrain_bn_epochs: int = _knob(
+        2, "cxrdrift", "Synthetic pre-training: passes that re-estimate BatchNorm statistics.")
+    # -- the two-phase protocol ---------------------------------------------------------------
+    epochs_tl: int = _knob(10, PAPER + " §3.1 (epochs 1-10)", "Transfer-learning epochs, backbone frozen.")
+    epochs_ft: int = _knob(10, PAPER + " §3.1 (epochs 11-20)", "Fine-tuning epochs, whole network trainable.")
+    early_epoch: int = _knob(8, PAPER + " §3.1 (transfer-learning plateau)",
+                             "Earlier compared checkpoint (1-based epoch).")
+    late_epoch: int = _knob(19, PAPER + " §3.1 (fine-tuning convergence)",
+                            "Later compared checkpoint (1-based epoch).")
+    lr_tl: float = _knob(1e-3, ASSUMED + " (usual Keras transfer-learning value)",
+                         "Adam learning rate of the frozen phase.")
+    lr_ft: float = _knob(1e-5, ASSUMED + " (usual Keras fine-tuning value)",
+                         "Adam learning rate of the fine-tuning phase (a fresh optimizer).")
+    bn_frozen_in_ft: bool = _knob(True, ASSUMED + " (Keras transfer-learning guide)",
+                                  "Keep BatchNorm layers in inference mode while fine-tuning.")
+    batch_size: int = _knob(32, ASSUMED, "Training batch size.")
+    seed: int = _knob(0, ASSUMED + " (no seed is reported)", "Seed for data order, weights and synthesis.")
+    save_epochs: str = _knob("all", "cxrdrift",
+                             "Checkpoints to keep: 'all' or 'compared' (the CAM epochs only).",
+                             ("all", "compared"))
+    cache_frozen_features: bool = _knob(
+        True, "cxrdrift", "Frozen phase: train the head on pooled features computed once.")
+    mixed_precision: str = _knob("auto", "cxrdrift",
+                                 "'auto' (on with a GPU), 'on' or 'off'; logits stay float32.",
+                                 ("auto", "on", "off"))
+    xla: str = _knob("auto", "cxrdrift", "'auto' (on with a GPU), 'on' or 'off'.", ("auto", "on", "off"))
+    # -- attribution ------------------------------------------------------------------------
+    cam_methods: tuple[str, ...] = _knob(("layercam", "gradcampp"), PAPER + " §3.2",
+                                         "CAM methods carried through the study.", CAM_METHODS)
+    cam_epochs: str = _knob("compared", PAPER + " §3.2 (epochs 8 and 19)",
+                            "'compared' (early and late epoch) or 'all'.", ("compared", "all"))
+    cam_samples: str = _knob("true_positives", PAPER + " §3.3",
+                             "Which test samples get maps: 'true_positives' or 'all'.",
+                             ("true_positives", "all"))
+    cam_batch_size: int = _knob(32, "cxrdrift", "Samples per fused CAM pass (bounds memory).")
+    alpha_norm: bool = _knob(
+        False, ASSUMED + " (the paper's distinct InceptionV3 numbers point to the un-normalized form)",
+        "Grad-CAM++: divide alpha by its spatial sum, as the authors' code and tf-keras-vis do.")
+    # -- drift metrics ------------------------------------------------------------------------
+    threshold: float = _knob(0.5, ASSUMED + " (value lost in extraction)",
+                             "Overlap IoU threshold tau on [0, 1]-normalized maps.")
+    bootstrap_samples: int = _knob(1000, "cxrdrift", "Bootstrap resamples for confidence intervals.")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            choices = f.metadata["choices"]
+            if choices is None:
+                continue
+            items = value if isinstance(value, tuple) else (value,)
+            bad = [v for v in items if v not in choices]
+            if bad:
+                raise ConfigError(f"{f.name}: {bad[0]!r} is not one of {', '.join(map(repr, choices))}")
+        if not self.run_dir:
+            object.__setattr__(self, "run_dir", f"runs/{self.profile}")
+        self._check_protocol()
+
+    def _check_protocol(self) -> None:
+        total = self.epochs_tl + self.epochs_ft
+        if self.epochs_tl < 1 or self.epochs_ft < 1:
+            raise ConfigError("epochs_tl and epochs_ft must both be at least 1")
+        if not 1 <= self.early_epoch <= self.epochs_tl:
+            raise ConfigError(f"early_epoch={self.early_epoch} must lie in the frozen phase, 1..{self.epochs_tl}")
+        if not self.epochs_tl < self.late_epoch <= total:
+            raise ConfigError(f"late_epoch={self.late_epoch} must lie in the fine-tuning phase, "
+                              f"{self.epochs_tl + 1}..{total}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(f"threshold={self.threshold} must lie in (0, 1]")
+        if not self.architectures:
+            raise ConfigError("architectures must name at least one backbone")
+        if not self.cam_methods:
+            raise ConfigError("cam_methods must name at least one method")
+        for name in ("image_size", "batch_size", "cam_batch_size", "synth_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive")
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs_tl + self.epochs_ft
+
+    @property
+    def compared_epochs(self) -> tuple[int, int]:
+        return (self.early_epoch, self.late_epoch)
+
+    @property
+    def synthetic_data(self) -> bool:
+        return not self.data_dir
+
+    @property
+    def scaled(self) -> bool:
+        """True when the protocol differs from the paper's 10 + 10 epochs compared at 8 and 19."""
+        return (self.epochs_tl, self.epochs_ft, self.early_epoch, self.late_epoch) != (10, 10, 8, 19)
+
+    def cam_epoch_list(self) -> tuple[int, ...]:
+        if self.cam_epochs == "all":
+            return tuple(range(1, self.total_epochs + 1))
+        return self.compared_epochs
+
+    def saved_epochs(self) -> tuple[int, ...]:
+        if self.save_epochs == "all":
+            return tuple(range(1, self.total_epochs + 1))
+        return self.cam_epoch_list()
+
+    def path(self) -> Path:
+        return Path(self.run_dir)
+
+    # -- (de)serialization ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def replace(self, **overrides: Any) -> "RunConfig":
+        """A copy with `overrides` applied, each checked against the field's type."""
+        return dataclasses.replace(self, **coerce_overrides(overrides))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
+        return cls(**coerce_overrides(values))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        data = json.loads(Path(path).read_text())
+        return cls.from_dict(data["config"] if "config" in data else data)
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+_HINTS = typing.get_type_hints(RunConfig)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert `value` (a Python value or a command-line string) to field `name`'s type."""
+    hint = _HINTS[name]
+    if typing.get_origin(hint) is tuple:
+        item_type = typing.get_args(hint)[0]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list of {item_type.__name__}, got {value!r}")
+        return tuple(_coerce_scalar(name, item_type, v) for v in value)
+    return _coerce_scalar(name, hint, value)
+
+
+def _coerce_scalar(name: str, kind: type, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+            return value.lower() in {"true", "1", "yes", "on"}
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}")
+
+
+def coerce_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Check names against RunConfig and convert values to each field's type."""
+    unknown = sorted(set(overrides) - set(FIELDS))
+    if unknown:
+        known = ", ".join(sorted(FIELDS))
+        raise ConfigError(f"unknown parameter {unknown[0]!r}; RunConfig fields are: {known}")
+    return {name: _coerce(name, value) for name, value in overrides.items()}
+
+
+_PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "profile": "paper",
+    },
+    # Synthetic radiographs, built-in pre-training, small images: the whole book on a 2-core CPU.
+    # The protocol is scaled: 4 + 3 epochs compared at the last-but-one epoch of each phase,
+    # mirroring the paper's 8-of-10 and 19-of-20.
+    "demo": {
+        "profile": "demo",
+        "weights": "synthetic",
+        "image_size": 80,
+        "synth_size": 128,
+        "synth_train": 1200,
+        "synth_val": 200,
+        "synth_test": 400,
+        "pretrain_images": 1200,
+        "pretrain_epochs": 5,
+        "epochs_tl": 4,
+        "epochs_ft": 3,
+        "early_epoch": 3,
+        "late_epoch": 6,
+        "batch_size": 32,
+        "save_epochs": "compared",
+        "bootstrap_samples": 500,
+    },
+    # The smallest run that passes through every stage; what CI executes.
+    "smoke": {
+        "profile": "smoke",
+        "weights": "synthetic",
+        "image_size": 75,
+        "synth_size": 96,
+        "synth_train": 120,
+        "synth_val": 30,
+        "synth_test": 40,
+        "pretrain_images": 200,
+        "pretrain_epochs": 2,
+        "pretrain_bn_epochs": 1,
+        "epochs_tl": 2,
+        "epochs_ft": 1,
+        "early_epoch": 1,
+        "late_epoch": 3,
+        "batch_size": 20,
+        "save_epochs": "compared",
+        "cam_samples": "all",
+        "bootstrap_samples": 50,
+    },
+}
+
+
+def profile(name: str, **overrides: Any) -> RunConfig:
+    """The named profile's configuration with `overrides` (field name -> value) applied."""
+    if name not in _PROFILE_DEFAULTS:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    values = dict(_PROFILE_DEFAULTS[name])
+    values.update(coerce_overrides(overrides))
+    if name == "paper" and not values.get("data_dir"):
+        raise ConfigError("the paper profile needs the real dataset: pass --data-dir DIR "
+                          "(or -p data_dir DIR)")
+    return RunConfig(**coerce_overrides(values))
+
+
+def assumptions() -> list[dict[str, str]]:
+    """Every field whose paper-profile default is our assumption, for the protocol page."""
+    return [
+        {"field": f.name, "default": json.dumps(_jsonable(f.default)), "source": f.metadata["source"],
+         "help": f.metadata["help"]}
+        for f in dataclasses.fields(RunConfig) if f.metadata["source"].startswith("assumption")
+    ]
+
+
+def describe_fields() -> list[dict[str, str]]:
+    """Name, type, default, source and help of every field (README, `--help`)."""
+    rows = []
+    for f in dataclasses.fields(RunConfig):
+        hint = _HINTS[f.name]
+        type_name = ("list of " + typing.get_args(hint)[0].__name__) if typing.get_origin(hint) is tuple \
+            else hint.__name__
+        rows.append({"field": f.name, "type": type_name, "default": json.dumps(_jsonable(f.default)),
+                     "source": f.metadata["source"], "help": f.metadata["help"]})
+    return rows
+
+
+__all__ = ["RunConfig", "ConfigError", "profile", "assumptions", "describe_fields", "coerce_overrides",
+           "ARCHITECTURES", "CAM_METHODS", "PROFILES", "FIELDS"]
