@@ -1,0 +1,138 @@
+"""The `cxrdrift` command line: dataset tools, the pipeline, and the book."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from . import config as cfg
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=cfg.PROFILES, default="demo",
+                        help="paper (real data, ImageNet, GPU), demo (synthetic, CPU) or smoke (CI)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="dataset root (train/val/test folders or manifest.csv); "
+                             "omit to use the built-in synthetic radiographs")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="override any RunConfig field, e.g. -p threshold 0.4 "
+                             "(see `cxrdrift config --fields`)")
+    parser.add_argument("--force", action="store_true", help="redo finished stages")
+
+
+def _config_from(args: argparse.Namespace) -> cfg.RunConfig:
+    overrides = dict(args.param)
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    return cfg.profile(args.profile, **overrides)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxrdrift",
+        description="Semantic drift of CAM explanations between transfer learning and fine-tuning "
+                    "(five-class chest X-ray).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="generate or check a dataset",
+                               description="Generate the synthetic dataset or check a dataset folder.")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_commands.add_parser("synth", help="write the built-in synthetic radiographs",
+                                     description="Write synthetic chest radiographs and lesion masks in "
+                                                 "the real dataset's folder layout.")
+    synth.add_argument("out", metavar="OUT", help="output folder")
+    synth.add_argument("--train", type=int, default=1200, help="training images (default 1200)")
+    synth.add_argument("--val", type=int, default=200, help="validation images (default 200)")
+    synth.add_argument("--test", type=int, default=400, help="test images (default 400)")
+    synth.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    check = data_commands.add_parser("check", help="validate a dataset folder or manifest",
+                                     description="Print split x class counts and every problem found; "
+                                                 "exit status 1 when the dataset cannot be used.")
+    check.add_argument("root", metavar="ROOT", help="dataset root or manifest.csv")
+
+    run = commands.add_parser("run", help="run every stage (no book)",
+                              description="Data, training, true-positive filter, CAMs and drift "
+                                          "into the run directory; finished stages are skipped.")
+    _add_run_options(run)
+
+    book = commands.add_parser("book", help="execute the notebooks and build the book",
+                               description="Execute notebooks/NN_*.md with papermill into book/chapters "
+                                           "and build the Jupyter Book into _build/html.")
+    _add_run_options(book)
+    book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
+
+    show = commands.add_parser("config", help="print a resolved configuration",
+                               description="Print the resolved RunConfig of a profile with overrides.")
+    _add_run_options(show)
+    show.add_argument("--fields", action="store_true",
+                      help="list every field with its type, default and where the default comes from")
+    return parser
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from . import data
+
+    if args.data_command == "synth":
+        from . import synth
+
+        out = synth.generate_dataset(args.out, {"train": args.train, "val": args.val, "test": args.test},
+                                     size=args.size, seed=args.seed)
+        print(f"synthetic dataset written to {out}")
+        return 0
+    report = data.check(args.root)
+    print(data.format_report(report))
+    return 0 if report.ok else 1
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    if args.fields:
+        for row in cfg.describe_fields():
+            print(f"{row['field']:<24} {row['type']:<14} {row['default']:<22} {row['source']}")
+            print(f"{'':<24} {row['help']}")
+        return 0
+    print(json.dumps(_config_from(args).to_dict(), indent=2))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import pipeline
+
+    pipeline.run_all(_config_from(args), force=args.force)
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from . import book
+
+    html = book.run_book(_config_from(args), force=args.force, build=not args.no_build)
+    if html is not None:
+        print(f"book built: {html / 'index.html'}")
+    return 0
+
+
+_COMMANDS = {"data": _cmd_data, "config": _cmd_config, "run": _cmd_run, "book": _cmd_book}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+        if os.environ.get("CXRDRIFT_DEBUG"):
+            raise
+        print(f"cxrdrift: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

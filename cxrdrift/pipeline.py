@@ -1,0 +1,33 @@
+"""Every stage of the study in order, without the book (what `cxrdrift run` does)."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from .artifacts import write_config
+from .config import RunConfig
+
+
+def _stages(force: bool) -> list[tuple[str, Callable[[RunConfig], object]]]:
+    from . import cams, data, drift, train
+
+    return [
+        ("data", data.prepare),
+        ("training", lambda config: train.run_training(config, force=force)),
+        ("true-positive filter", drift.run_true_positive_filter),
+        ("CAMs", lambda config: cams.run_cam_stage(config, force=force)),
+        ("drift", lambda config: drift.run_drift_stage(config, force=force)),
+    ]
+
+
+def run_all(config: RunConfig, force: bool = False) -> None:
+    """Run data → training → true-positive filter → CAMs → drift into `config.run_dir`.
+
+    Each stage skips what is already finished for the same configuration, so an interrupted
+    run resumes where it stopped; `force` redoes the training, CAM and drift stages.
+    """
+    write_config(config)
+    for name, stage in _stages(force):
+        start = time.perf_counter()
+        stage(config)
+        print(f"[{config.profile}] {name:<22} {time.perf_counter() - start:7.1f} s", flush=True)
