@@ -1,0 +1,333 @@
+"""Pure measures: predictive metrics, the true-positive filter, the four drift metrics and the
+class-weighted aggregation with its bootstrap interval (definitions: DESIGN.md, "Conventions").
+
+No I/O here. Every drift metric takes two post-processed maps `a` (earlier epoch) and `b` (later
+epoch), either one (H, W) pair (returns a float) or a batch (N, H, W) (returns an (N,) array),
+computed without a Python loop over samples.
+
+Degenerate maps give NaN, never a number: a map is degenerate when it holds a non-finite value
+(`cams.postprocess` turns flat maps into NaN) or when its max - min < 1e-12 (flat, including
+all-zero). A pair is scored only when both maps are non-degenerate.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score, roc_auc_score
+
+FLAT_RANGE = 1e-12
+DRIFT_METRICS = ("spatial_displacement", "overlap_iou", "pattern_correlation", "concentration_change")
+
+
+class MetricInputError(ValueError):
+    """Maps, labels or predictions that a metric cannot be computed from."""
+
+
+# -- predictive metrics ----------------------------------------------------------------------
+
+def predictive_metrics(labels: Sequence[int], logits: np.ndarray,
+                       class_names: Sequence[str] | None = None) -> dict:
+    """Accuracy, macro one-vs-rest ROC AUC (on softmax probabilities), macro F1, per-class recall
+    and the confusion matrix (rows: true class, columns: predicted class).
+
+    A class absent from `labels` has NaN recall and NaN AUC and is left out of the macro AUC
+    (the mean over classes that have both positives and negatives); with every class present
+    the macro AUC equals scikit-learn's `roc_auc_score(..., multi_class="ovr")`. Macro F1 is
+    scikit-learn's (over classes seen in labels or predictions, 0 where undefined).
+    """
+    labels = np.asarray(labels, dtype=int)
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or len(labels) != len(logits):
+        raise MetricInputError(f"logits must be (N, C) with N = len(labels) = {len(labels)}; "
+                               f"got shape {logits.shape}")
+    n_classes = logits.shape[1]
+    names = list(class_names) if class_names is not None else list(range(n_classes))
+    if len(names) != n_classes:
+        raise MetricInputError(f"{len(names)} class names for {n_classes} logit columns")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise MetricInputError(f"labels must lie in 0..{n_classes - 1}")
+    probs = softmax(logits, axis=1)
+    predicted = probs.argmax(axis=1)
+    auc = np.full(n_classes, np.nan)
+    for c in range(n_classes):  # one-vs-rest per class: a loop over classes, not samples
+        positive = labels == c
+        if 0 < positive.sum() < len(labels):
+            auc[c] = roc_auc_score(positive, probs[:, c])
+    recall = recall_score(labels, predicted, labels=range(n_classes), average=None,
+                          zero_division=np.nan)
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "auc": float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan"),
+        "f1": float(f1_score(labels, predicted, average="macro", zero_division=0.0)),
+        "auc_per_class": dict(zip(names, auc.tolist())),
+        "recall_per_class": dict(zip(names, np.asarray(recall, dtype=float).tolist())),
+        "confusion": confusion_matrix(labels, predicted, labels=range(n_classes)),
+    }
+
+
+# -- true-positive filter --------------------------------------------------------------------
+
+def correct_column(arch: str, epoch: int) -> str:
+    """Name of the column saying whether `arch` at `epoch` predicts the sample's label."""
+    return f"correct_{arch}_ep{epoch:02d}"
+
+
+def logit_columns(frame: pd.DataFrame) -> list[str]:
+    """The `logit_0 .. logit_{C-1}` columns of a predictions frame, in class order."""
+    columns = sorted((c for c in frame.columns if c.startswith("logit_")), key=lambda c: int(c[6:]))
+    if not columns:
+        raise MetricInputError("the predictions frame has no logit_0 .. logit_{C-1} columns")
+    return columns
+
+
+def true_positive_mask(predictions: pd.DataFrame, architectures: Sequence[str],
+                       epochs: Sequence[int]) -> pd.DataFrame:
+    """One row per test sample: sample_id, label, kept, and one correctness column per
+    (architecture, epoch). A sample is kept only if every architecture predicts its label at
+    every listed epoch. A sample missing for some (architecture, epoch) is an error."""
+    needed = {"arch", "epoch", "sample_id", "label", "label_index"}
+    missing = needed - set(predictions.columns)
+    if missing:
+        raise MetricInputError(f"the predictions frame lacks column(s) {sorted(missing)}")
+    if not architectures or not epochs:
+        raise MetricInputError("the true-positive filter needs at least one architecture and one epoch")
+    logits = logit_columns(predictions)
+    chosen = predictions[predictions["arch"].isin(architectures) & predictions["epoch"].isin(epochs)]
+    correct = chosen[logits].to_numpy().argmax(axis=1) == chosen["label_index"].to_numpy()
+    long = chosen[["arch", "epoch", "sample_id"]].assign(correct=correct)
+    if long.duplicated(["arch", "epoch", "sample_id"]).any():
+        raise MetricInputError("the predictions frame holds a sample twice for one (arch, epoch)")
+    samples = (predictions.drop_duplicates("sample_id")[["sample_id", "label"]]
+               .sort_values("sample_id", kind="stable").reset_index(drop=True))
+    labels_per_sample = predictions.groupby("sample_id")["label"].nunique()
+    if (labels_per_sample > 1).any():
+        raise MetricInputError(f"sample {labels_per_sample.idxmax()!r} has different labels in "
+                               "different rows of the predictions frame")
+    out = samples
+    for arch in architectures:
+        for epoch in epochs:
+            part = long[(long["arch"] == arch) & (long["epoch"] == epoch)].set_index("sample_id")["correct"]
+            absent = ~samples["sample_id"].isin(part.index)
+            if absent.any():
+                raise MetricInputError(
+                    f"predictions for {arch} at epoch {epoch} lack {int(absent.sum())} of "
+                    f"{len(samples)} test samples (first: {samples['sample_id'][absent].iloc[0]!r}); "
+                    "rerun the training stage")
+            out[correct_column(arch, epoch)] = samples["sample_id"].map(part).astype(bool).to_numpy()
+    columns = [correct_column(a, e) for a in architectures for e in epochs]
+    out.insert(2, "kept", out[columns].all(axis=1))
+    return out
+
+
+# -- drift metrics -----------------------------------------------------------------------------
+
+def _as_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(N, H, W) float64 copies with degenerate maps zeroed, the valid-pair mask, and whether
+    the input was a single (H, W) pair."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise MetricInputError(f"maps to compare must share a shape; got {a.shape} and {b.shape}")
+    if a.ndim not in (2, 3) or a.shape[-1] == 0 or a.shape[-2] == 0:
+        raise MetricInputError(f"maps must be (H, W) or (N, H, W) with H, W >= 1; got {a.shape}")
+    single = a.ndim == 2
+    if single:
+        a, b = a[None], b[None]
+    with np.errstate(invalid="ignore"):
+        if (a < 0).any() or (b < 0).any():
+            raise MetricInputError("maps must be non-negative (post-process them to [0, 1] first)")
+    valid = _non_degenerate(a) & _non_degenerate(b)
+    a = np.where(valid[:, None, None], a, 0.0)
+    b = np.where(valid[:, None, None], b, 0.0)
+    return a, b, valid, single
+
+
+def _non_degenerate(maps: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(maps).all(axis=(1, 2))
+    safe = np.where(finite[:, None, None], maps, 0.0)
+    spread = safe.max(axis=(1, 2)) - safe.min(axis=(1, 2))
+    return finite & (spread >= FLAT_RANGE)
+
+
+def _result(values: np.ndarray, valid: np.ndarray, single: bool) -> np.ndarray | float:
+    values = np.where(valid, values, np.nan)
+    return float(values[0]) if single else values
+
+
+def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN where den is 0, without a warning."""
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def centre_of_mass(maps: np.ndarray) -> np.ndarray:
+    """(N, 2) centres of mass in pixel coordinates (row, col), pixel centres at integer indices;
+    NaN for a zero-mass map."""
+    maps = np.asarray(maps, dtype=np.float64)
+    mass = maps.sum(axis=(1, 2))
+    rows = maps.sum(axis=2) @ np.arange(maps.shape[1])
+    cols = maps.sum(axis=1) @ np.arange(maps.shape[2])
+    return np.stack([_safe_divide(rows, mass), _safe_divide(cols, mass)], axis=1)
+
+
+def spatial_displacement(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """Distance between the maps' centres of mass divided by the image diagonal sqrt(H² + W²)."""
+    a, b, valid, single = _as_pairs(a, b)
+    height, width = a.shape[1:]
+    shift = np.linalg.norm(centre_of_mass(a) - centre_of_mass(b), axis=1)
+    return _result(shift / np.hypot(height, width), valid, single)
+
+
+def overlap_iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndarray | float:
+    """|A ∩ B| / |A ∪ B| of the regions m >= threshold.
+
+    Both regions empty gives NaN: the overlap of two empty sets is undefined, and scoring it 1
+    (or 0) would invent agreement (or disagreement) that the maps do not show. It cannot happen
+    for min-max-normalized maps with threshold <= 1 (their maximum is 1), only for raw input.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise MetricInputError(f"threshold={threshold} must lie in [0, 1]")
+    a, b, valid, single = _as_pairs(a, b)
+    region_a, region_b = a >= threshold, b >= threshold
+    inter = (region_a & region_b).sum(axis=(1, 2))
+    union = (region_a | region_b).sum(axis=(1, 2))
+    return _result(_safe_divide(inter.astype(float), union.astype(float)), valid, single)
+
+
+def pattern_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """Pearson r of the flattened maps (NaN when either map is constant)."""
+    a, b, valid, single = _as_pairs(a, b)
+    da = a.reshape(len(a), -1)
+    db = b.reshape(len(b), -1)
+    da = da - da.mean(axis=1, keepdims=True)
+    db = db - db.mean(axis=1, keepdims=True)
+    den = np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
+    r = np.clip(_safe_divide((da * db).sum(axis=1), den), -1.0, 1.0)
+    return _result(r, valid, single)
+
+
+def entropy(maps: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats of each (H, W) map seen as a distribution p = m / sum m, with
+    0 ln 0 = 0; NaN for a zero-mass map."""
+    maps = np.asarray(maps, dtype=np.float64)
+    flat = maps.reshape(len(maps), -1)
+    mass = flat.sum(axis=1, keepdims=True)
+    p = _safe_divide(flat, mass)
+    plogp = np.zeros_like(p)
+    np.multiply(p, np.log(p, out=np.zeros_like(p), where=p > 0), out=plogp, where=p > 0)
+    out = -plogp.sum(axis=1)
+    return np.where(mass[:, 0] > 0, out, np.nan)
+
+
+def concentration_change(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """H(b) - H(a) in nats: positive when the later map is more diffuse, negative when more
+    concentrated."""
+    a, b, valid, single = _as_pairs(a, b)
+    return _result(entropy(b) - entropy(a), valid, single)
+
+
+def drift_metrics(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """All four drift metrics of (N, H, W) pairs, by name."""
+    return {
+        "spatial_displacement": spatial_displacement(a, b),
+        "overlap_iou": overlap_iou(a, b, threshold),
+        "pattern_correlation": pattern_correlation(a, b),
+        "concentration_change": concentration_change(a, b),
+    }
+
+
+# -- class-weighted aggregation ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WeightedSummary:
+    """Class-weighted mean and std over finite values, how many were used and dropped (NaN),
+    and a stratified bootstrap interval for the mean (NaN when not computed)."""
+
+    mean: float
+    std: float
+    n: int
+    n_dropped: int
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def _sample_weights(values: Sequence[float], labels: Sequence[str],
+                    weights: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Finite values, their labels and their class weights (NaN dropped)."""
+    values = np.asarray(values, dtype=np.float64)
+    labels = np.asarray(labels)
+    if values.shape != labels.shape or values.ndim != 1:
+        raise MetricInputError(f"values and labels must be 1-D of one length; got {values.shape} "
+                               f"and {labels.shape}")
+    unknown = sorted(set(labels.tolist()) - set(weights))
+    if unknown:
+        raise MetricInputError(f"no class weight for label {unknown[0]!r}; weights cover "
+                               f"{sorted(weights)}")
+    finite = np.isfinite(values)
+    kept_labels = labels[finite]
+    w = np.array([weights[c] for c in kept_labels.tolist()], dtype=np.float64)
+    return values[finite], kept_labels, w
+
+
+def _weighted_mean_std(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    if w.sum() <= 0:
+        return float("nan"), float("nan")
+    mean = float((w * x).sum() / w.sum())
+    return mean, float(np.sqrt((w * (x - mean) ** 2).sum() / w.sum()))
+
+
+def weighted_summary(values: Sequence[float], labels: Sequence[str],
+                     weights: Mapping[str, float]) -> tuple[float, float]:
+    """Class-weighted (mean, std) over the finite values: mean = sum w x / sum w,
+    std = sqrt(sum w (x - mean)² / sum w), w = the sample's class weight. NaN values are
+    ignored; (nan, nan) when none is left."""
+    x, _, w = _sample_weights(values, labels, weights)
+    return _weighted_mean_std(x, w)
+
+
+def bootstrap_ci(values: Sequence[float], labels: Sequence[str], weights: Mapping[str, float],
+                 n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the class-weighted mean, resampling the finite values
+    within each class (stratified, class sizes fixed); reproducible by `seed`."""
+    if not 0.0 < level < 1.0:
+        raise MetricInputError(f"level={level} must lie in (0, 1)")
+    if n_boot < 1:
+        raise MetricInputError(f"n_boot={n_boot} must be at least 1")
+    x, lab, w = _sample_weights(values, labels, weights)
+    if w.sum() <= 0:
+        return float("nan"), float("nan")
+    order = np.argsort(lab, kind="stable")
+    x, lab, w = x[order], lab[order], w[order]
+    rng = np.random.default_rng(seed)
+    _, starts, sizes = np.unique(lab, return_index=True, return_counts=True)
+    index = np.concatenate([start + rng.integers(0, size, size=(n_boot, size))
+                            for start, size in zip(starts, sizes)], axis=1)
+    means = (x[index] * w).sum(axis=1) / w.sum()  # class sizes are fixed, so sum w is too
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def summarize(values: Sequence[float], labels: Sequence[str], weights: Mapping[str, float],
+              n_boot: int = 0, seed: int = 0, level: float = 0.95) -> WeightedSummary:
+    """`weighted_summary` plus counts and (when n_boot > 0) the bootstrap interval."""
+    values = np.asarray(values, dtype=np.float64)
+    mean, std = weighted_summary(values, labels, weights)
+    n = int(np.isfinite(values).sum())
+    low, high = (bootstrap_ci(values, labels, weights, n_boot, seed, level) if n_boot > 0
+                 else (float("nan"), float("nan")))
+    return WeightedSummary(mean, std, n, int(values.size - n), low, high)
+
+
+__all__ = ["DRIFT_METRICS", "MetricInputError", "predictive_metrics", "true_positive_mask",
+           "correct_column", "logit_columns", "centre_of_mass", "entropy", "spatial_displacement",
+           "overlap_iou", "pattern_correlation", "concentration_change", "drift_metrics",
+           "WeightedSummary", "weighted_summary", "bootstrap_ci", "summarize"]
