@@ -1,0 +1,614 @@
+"""The dataset: layout and class-name aliases, the dataset check, tf.data pipelines, class weights.
+
+A dataset is either folders, `<root>/{train,val,test}/<class>/<image>`, or a CSV manifest with
+columns `path,label,split` (paths relative to the manifest's folder). Folder and label names are
+matched onto `CLASSES` through aliases. Synthetic datasets also carry lesion masks in
+`<root>/masks/<split>/<class>/<id>.png`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import RunPaths, read_resolved, write_config
+from .config import RunConfig
+
+CLASSES: tuple[str, ...] = ("Normal", "Pneumonia", "Tuberculosis", "COVID-19", "Lung Opacity")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+MANIFEST_NAME = "manifest.csv"
+MASKS_DIR = "masks"
+MANIFEST_COLUMNS = ("path", "label", "split")
+
+# The paper's Table 1: test-set images per class (REPORTED.md).
+PAPER_TEST_COUNTS: dict[str, int] = {
+    "Normal": 317, "Pneumonia": 855, "Tuberculosis": 141, "COVID-19": 839, "Lung Opacity": 1202,
+}
+
+_CLASS_ALIASES: dict[str, str] = {
+    "normal": "Normal",
+    "pneumonia": "Pneumonia",
+    "tuberculosis": "Tuberculosis", "tb": "Tuberculosis",
+    "covid19": "COVID-19", "covid": "COVID-19",
+    "lungopacity": "Lung Opacity", "opacity": "Lung Opacity",
+}
+_SPLIT_ALIASES: dict[str, str] = {
+    "train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test",
+}
+# Splits without a class are fatal for training (train) or for the weighted test metrics (test);
+# a class missing from validation only makes validation accuracy less informative.
+_REQUIRED_CLASS_SPLITS = ("train", "test")
+
+FRAME_COLUMNS = ("sample_id", "path", "label", "label_index", "split")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used as given; the message says what is wrong and where."""
+
+
+def _alias_key(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", str(name)).lower()
+
+
+def canonical_class(name: str) -> str:
+    """The class in CLASSES that a folder or label name denotes (case, spaces, `_` and `-` ignored)."""
+    try:
+        return _CLASS_ALIASES[_alias_key(name)]
+    except KeyError:
+        raise DatasetError(f"unknown class name {name!r}; expected one of {', '.join(CLASSES)} "
+                           "(or an alias such as COVID, TB, Lung_Opacity)") from None
+
+
+def canonical_split(name: str) -> str:
+    """'train', 'val' or 'test' for a split folder or manifest value (`validation`/`valid` mean val)."""
+    try:
+        return _SPLIT_ALIASES[_alias_key(name)]
+    except KeyError:
+        raise DatasetError(f"unknown split name {name!r}; expected train, val (or validation, "
+                           "valid) or test") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Index
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """Every usable image of a dataset: `frame` has one row per image (see FRAME_COLUMNS)."""
+
+    root: Path
+    frame: pd.DataFrame
+
+    def split(self, name: str) -> pd.DataFrame:
+        """The rows of one split, sorted by sample id (a fixed order)."""
+        if name not in SPLITS:
+            raise DatasetError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        rows = self.frame[self.frame["split"] == name]
+        return rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
+
+    def counts(self) -> pd.DataFrame:
+        """Images per split (rows, in SPLITS order) and class (columns, in CLASSES order)."""
+        return count_table(self.frame)
+
+    def mask_path(self, sample_id: str) -> Path | None:
+        """The lesion mask of a sample (`<root>/masks/<sample_id>` as .png), or None if absent."""
+        path = (self.root / MASKS_DIR / sample_id).with_suffix(".png")
+        return path if path.is_file() else None
+
+    @property
+    def has_masks(self) -> bool:
+        return (self.root / MASKS_DIR).is_dir()
+
+
+def count_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Split × class image counts with every split and class present (zeros included)."""
+    table = pd.crosstab(frame["split"], frame["label"]) if len(frame) else pd.DataFrame()
+    table = table.reindex(index=list(SPLITS), columns=list(CLASSES), fill_value=0).fillna(0)
+    table.index.name, table.columns.name = "split", "class"
+    return table.astype(int)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of the dataset check."""
+
+    severity: str  # "error" (dataset unusable) or "warning"
+    message: str
+    paths: tuple[str, ...] = ()
+
+
+@dataclass
+class CheckReport:
+    """What `check` found: the split × class counts and every problem."""
+
+    root: Path
+    counts: pd.DataFrame
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """True when the dataset can be used (warnings allowed, no errors)."""
+        return not self.errors
+
+
+def _frame(records: list[dict[str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(records, columns=["sample_id", "path", "label", "split"])
+    frame["label_index"] = frame["label"].map({c: i for i, c in enumerate(CLASSES)}).astype("int64")
+    frame["split_order"] = frame["split"].map({s: i for i, s in enumerate(SPLITS)})
+    frame = frame.sort_values(["split_order", "sample_id"], kind="stable").reset_index(drop=True)
+    return frame[list(FRAME_COLUMNS)]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _scan_folders(root: Path) -> tuple[list[dict[str, str]], list[Problem], set[tuple[str, str]]]:
+    """Records, structural problems, and the (split, class) pairs that have a folder."""
+    records: list[dict[str, str]] = []
+    problems: list[Problem] = []
+    class_dirs: set[tuple[str, str]] = set()
+    split_dirs: dict[str, Path] = {}
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir() or entry.name.startswith(".") or entry.name == MASKS_DIR:
+            continue
+        try:
+            split = canonical_split(entry.name)
+        except DatasetError:
+            problems.append(Problem("warning", f"folder {entry.name}/ is not a split "
+                                    "(train, val, validation, valid, test) and is ignored",
+                                    (str(entry),)))
+            continue
+        if split in split_dirs:
+            problems.append(Problem("error", f"folders {split_dirs[split].name}/ and {entry.name}/ "
+                                    f"are both the {split} split; keep one",
+                                    (str(split_dirs[split]), str(entry))))
+            continue
+        split_dirs[split] = entry
+    for split in SPLITS:
+        if split not in split_dirs:
+            problems.append(Problem("error", f"split {split!r} is missing: expected a folder "
+                                    f"{root / split} (for val also validation/ or valid/)", (str(root),)))
+    for split, split_dir in split_dirs.items():
+        seen: dict[str, Path] = {}
+        for entry in sorted(split_dir.iterdir()):
+            rel = _relative(entry, root)
+            if entry.name.startswith("."):
+                continue
+            if not entry.is_dir():
+                problems.append(Problem("warning", f"file {rel} lies outside any class folder and is "
+                                        "ignored", (str(entry),)))
+                continue
+            try:
+                label = canonical_class(entry.name)
+            except DatasetError:
+                problems.append(Problem("error", f"unknown class folder {rel}/; expected one of "
+                                        f"{', '.join(CLASSES)} (or an alias such as COVID, TB, "
+                                        "Lung_Opacity)", (str(entry),)))
+                continue
+            if label in seen:
+                problems.append(Problem("error", f"folders {_relative(seen[label], root)}/ and {rel}/ "
+                                        f"are both class {label!r}; merge them", (str(seen[label]), str(entry))))
+                continue
+            seen[label] = entry
+            class_dirs.add((split, label))
+            for path in sorted(p for p in entry.rglob("*") if p.is_file()):
+                rel_file = _relative(path, root)
+                if any(part.startswith(".") for part in path.relative_to(entry).parts):
+                    continue
+                if not _is_image(path):
+                    problems.append(Problem("warning", f"not an image file (ignored): {rel_file}",
+                                            (str(path),)))
+                    continue
+                records.append({"sample_id": rel_file, "path": str(path.resolve()), "label": label,
+                                "split": split})
+    return records, problems, class_dirs
+
+
+def _scan_manifest(manifest: Path) -> tuple[list[dict[str, str]], list[Problem], set[tuple[str, str]]]:
+    """Records and problems of a `path,label,split` CSV manifest."""
+    base = manifest.parent
+    try:
+        table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        return [], [Problem("error", f"manifest {manifest} cannot be read as CSV: {exc}",
+                            (str(manifest),))], set()
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
+    if missing:
+        return [], [Problem("error", f"manifest {manifest} lacks column(s) {', '.join(missing)}; it needs "
+                            f"the header {','.join(MANIFEST_COLUMNS)} (it has {','.join(table.columns)})",
+                            (str(manifest),))], set()
+    records: list[dict[str, str]] = []
+    problems: list[Problem] = []
+    bad_labels: dict[str, list[int]] = defaultdict(list)
+    bad_splits: dict[str, list[int]] = defaultdict(list)
+    absent: list[str] = []
+    for row, (path_text, label_text, split_text) in enumerate(
+            table[list(MANIFEST_COLUMNS)].itertuples(index=False), start=2):
+        try:
+            label = canonical_class(label_text)
+        except DatasetError:
+            bad_labels[label_text].append(row)
+            continue
+        try:
+            split = canonical_split(split_text)
+        except DatasetError:
+            bad_splits[split_text].append(row)
+            continue
+        path = Path(path_text)
+        full = path if path.is_absolute() else base / path
+        if not full.is_file():
+            absent.append(str(full))
+            continue
+        if not _is_image(full):
+            problems.append(Problem("warning", f"not an image file (ignored): {path_text}", (str(full),)))
+            continue
+        records.append({"sample_id": Path(path_text).as_posix(), "path": str(full.resolve()),
+                        "label": label, "split": split})
+    for text, rows in bad_labels.items():
+        problems.append(Problem("error", f"manifest {manifest.name}: unknown label {text!r} on line(s) "
+                                f"{_lines(rows)}; expected one of {', '.join(CLASSES)}", (str(manifest),)))
+    for text, rows in bad_splits.items():
+        problems.append(Problem("error", f"manifest {manifest.name}: unknown split {text!r} on line(s) "
+                                f"{_lines(rows)}; expected train, val or test", (str(manifest),)))
+    if absent:
+        problems.append(Problem("error", f"manifest {manifest.name}: {len(absent)} listed file(s) do not "
+                                "exist", tuple(absent)))
+    present = {r["split"] for r in records}
+    for split in SPLITS:
+        if split not in present:
+            problems.append(Problem("error", f"split {split!r} is missing: manifest {manifest.name} has no "
+                                    f"usable rows for it", (str(manifest),)))
+    return records, problems, set()
+
+
+def _lines(rows: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, rows[:limit]))
+    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def _coverage_problems(frame: pd.DataFrame, class_dirs: set[tuple[str, str]], root: Path) -> list[Problem]:
+    """A class with no images in a split that exists: fatal in train and test, a warning in val."""
+    problems = []
+    counts = count_table(frame)
+    present = set(frame["split"])
+    for split in SPLITS:
+        if split not in present and not any(s == split for s, _ in class_dirs):
+            continue
+        for label in CLASSES:
+            if counts.loc[split, label]:
+                continue
+            severity = "error" if split in _REQUIRED_CLASS_SPLITS else "warning"
+            where = " (its folder is empty)" if (split, label) in class_dirs else ""
+            problems.append(Problem(severity, f"empty class: split {split!r} has no {label!r} images{where}",
+                                    (str(root / split),)))
+    return problems
+
+
+def _scan(root: str | Path) -> tuple[Path, pd.DataFrame, list[Problem]]:
+    """The dataset's records and structural problems (nothing is decoded)."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        return root, _frame([]), [Problem("error", f"dataset root {root} does not exist", (str(root),))]
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            return root, _frame([]), [Problem("error", f"{root} is a file but not a .csv manifest; pass a "
+                                              "dataset folder or a manifest.csv", (str(root),))]
+        manifest, base = root, root.parent
+    else:
+        manifest, base = root / MANIFEST_NAME, root
+    if manifest.is_file():
+        records, problems, class_dirs = _scan_manifest(manifest)
+    else:
+        records, problems, class_dirs = _scan_folders(base)
+    frame = _frame(records)
+    return base, frame, problems + _coverage_problems(frame, class_dirs, base)
+
+
+def load_index(root: str | Path) -> DatasetIndex:
+    """Index a dataset (folders, `<root>/manifest.csv`, or a .csv path); DatasetError if unusable."""
+    base, frame, problems = _scan(root)
+    errors = [p.message for p in problems if p.severity == "error"]
+    if errors:
+        raise DatasetError(f"dataset {Path(root)} cannot be used: " + "; ".join(errors))
+    return DatasetIndex(root=base.resolve(), frame=frame)
+
+
+# ---------------------------------------------------------------------------------------------
+# Check
+# ---------------------------------------------------------------------------------------------
+
+_DECODABLE_FORMATS = {"PNG", "JPEG", "MPO"}
+
+
+def _inspect_image(path: str) -> tuple[str | None, str | None]:
+    """(sha1 of the bytes, None) or (None, why the file cannot be decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in _DECODABLE_FORMATS:
+                return None, f"is a {image.format} file, not PNG or JPEG"
+            image.load()
+    except UnidentifiedImageError:
+        return None, "is not a PNG or JPEG image (unrecognised content)"
+    except (OSError, ValueError, SyntaxError) as exc:
+        return None, f"is corrupt ({exc})"
+    return hashlib.sha1(data).hexdigest(), None
+
+
+def _content_problems(frame: pd.DataFrame, root: Path, workers: int) -> list[Problem]:
+    """Decode every image; report corrupt files and identical images across (or within) splits."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(_inspect_image, frame["path"], chunksize=64))
+    problems: list[Problem] = []
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for row, (digest, reason) in enumerate(results):
+        if reason is not None:
+            path = frame["path"].iat[row]
+            problems.append(Problem("error", f"unreadable image {frame['sample_id'].iat[row]}: {reason}",
+                                    (path,)))
+        else:
+            by_hash[digest].append(row)
+    for rows in by_hash.values():
+        if len(rows) < 2:
+            continue
+        ids = [frame["sample_id"].iat[r] for r in rows]
+        splits = sorted({frame["split"].iat[r] for r in rows}, key=SPLITS.index)
+        paths = tuple(frame["path"].iat[r] for r in rows)
+        if len(splits) > 1:
+            problems.append(Problem("error", f"the same image is in splits {' and '.join(splits)}: "
+                                    f"{', '.join(ids)}", paths))
+        else:
+            problems.append(Problem("warning", f"the same image appears {len(rows)} times in split "
+                                    f"{splits[0]!r}: {', '.join(ids)}", paths))
+    return problems
+
+
+def check(root: str | Path, workers: int | None = None) -> CheckReport:
+    """Scan a dataset, decode every image and list every problem (never raises for bad data)."""
+    base, frame, problems = _scan(root)
+    if len(frame):
+        problems += _content_problems(frame, base, workers or min(8, (os.cpu_count() or 1) + 2))
+    severity_order = {"error": 0, "warning": 1}
+    problems.sort(key=lambda p: severity_order[p.severity])
+    return CheckReport(root=base, counts=count_table(frame), problems=problems)
+
+
+def format_report(report: CheckReport, max_paths: int = 5) -> str:
+    """The check's findings as text: the counts table, every problem with its files, the verdict."""
+    counts = report.counts.copy()
+    counts["total"] = counts.sum(axis=1)
+    counts.loc["total"] = counts.sum(axis=0)
+    lines = [f"Dataset: {report.root}", "", counts.to_string(), ""]
+    for problem in report.problems:
+        lines.append(f"{problem.severity.upper()}: {problem.message}")
+        shown = [p for p in problem.paths if p not in problem.message][:max_paths]
+        lines += [f"    {p}" for p in shown]
+        hidden = len([p for p in problem.paths if p not in problem.message]) - len(shown)
+        if hidden > 0:
+            lines.append(f"    ... and {hidden} more")
+    n_err, n_warn = len(report.errors), len(report.warnings)
+    verdict = (f"OK: the dataset is usable ({n_warn} warning(s))." if report.ok else
+               f"NOT USABLE: {n_err} error(s), {n_warn} warning(s).")
+    lines.append(verdict)
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Class weights and tables
+# ---------------------------------------------------------------------------------------------
+
+def inverse_frequency_weights(counts: Mapping[str, int]) -> dict[str, float]:
+    """`w_c = (1/n_c) / sum_k (1/n_k)` for each class in `counts` (class name -> images), in CLASSES order."""
+    counts = dict(counts)
+    unknown = [c for c in counts if c not in CLASSES]
+    if unknown:
+        raise DatasetError(f"unknown class {unknown[0]!r} in counts; classes are {', '.join(CLASSES)}")
+    if not counts:
+        raise DatasetError("class counts are empty; need at least one class with images")
+    for name, n in counts.items():
+        if isinstance(n, (bool, np.bool_)) or not float(n).is_integer() or n <= 0:
+            raise DatasetError(f"class {name!r} has count {n!r}; inverse-frequency weights need a "
+                               "positive whole number of images per class")
+    inverse = {c: 1.0 / float(counts[c]) for c in CLASSES if c in counts}
+    total = sum(inverse.values())
+    return {c: v / total for c, v in inverse.items()}
+
+
+def class_table(test_counts: Mapping[str, int]) -> pd.DataFrame:
+    """Table 1's layout: test images per class, their percentage and inverse-frequency weight."""
+    weights = inverse_frequency_weights(test_counts)
+    n = pd.Series({c: int(test_counts[c]) for c in weights}, name="test images")
+    table = pd.DataFrame({"test images": n, "%": 100.0 * n / n.sum(), "weight": pd.Series(weights)})
+    table.index.name = "class"
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# tf.data pipelines
+# ---------------------------------------------------------------------------------------------
+
+def _decode_resized(path, image_size: int):
+    """Read, decode (PNG/JPEG; gray, RGB or RGBA) to 3 channels, bilinear resize, uint8."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.uint8, expand_animations=False)
+    image = tf.image.resize(image, (image_size, image_size), method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def _augmenter(seed: int):
+    """Mild random shift, zoom, brightness and contrast on 0..255 float batches.
+
+    No horizontal flip: a chest radiograph's left and right are anatomically different (heart
+    shadow on the left), and several lesion patterns have a typical side, so mirroring would
+    create images that do not occur."""
+    import keras
+
+    return keras.Sequential([
+        keras.layers.RandomTranslation(0.05, 0.05, fill_mode="nearest", seed=seed),
+        keras.layers.RandomZoom(0.05, fill_mode="nearest", seed=seed + 1),
+        keras.layers.RandomBrightness(0.1, value_range=(0.0, 255.0), seed=seed + 2),
+        keras.layers.RandomContrast(0.1, value_range=(0.0, 255.0), seed=seed + 3),
+    ], name="augment")
+
+
+def _uint8_dataset(frame: pd.DataFrame, image_size: int):
+    import tensorflow as tf
+
+    paths = tf.constant(frame["path"].astype(str).to_numpy(), dtype=tf.string)
+    labels = tf.constant(frame["label_index"].to_numpy(dtype=np.int32), dtype=tf.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    return dataset.map(lambda p, y: (_decode_resized(p, image_size), y),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def make_dataset(frame: pd.DataFrame, arch: str, image_size: int, batch_size: int, *,
+                 shuffle: bool = False, augment: bool = False, seed: int = 0,
+                 with_labels: bool = True, cache: bool = True):
+    """Batches of `(images, label_index)`: float32 images after the backbone's `preprocess_input`,
+    int32 labels; in `frame`'s order unless `shuffle`. Decoded images are cached in memory."""
+    import tensorflow as tf
+
+    from .models import preprocess_input
+
+    preprocess = preprocess_input(arch)
+    _check_frame(frame)
+    dataset = _uint8_dataset(frame, image_size)
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(max(len(frame), 1), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    augmenter = _augmenter(seed) if augment else None
+
+    def to_model_input(images, labels):
+        images = tf.cast(images, tf.float32)
+        if augmenter is not None:
+            images = tf.clip_by_value(augmenter(images, training=True), 0.0, 255.0)
+        images = tf.cast(preprocess(images), tf.float32)
+        return (images, labels) if with_labels else images
+
+    dataset = dataset.map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def load_images(frame: pd.DataFrame, image_size: int, batch_size: int = 64) -> np.ndarray:
+    """Raw RGB images of `frame`'s rows, in order, as uint8 (N, S, S, 3) (the model input before
+    `preprocess_input`)."""
+    _check_frame(frame)
+    if len(frame) == 0:
+        return np.zeros((0, image_size, image_size, 3), np.uint8)
+    dataset = _uint8_dataset(frame, image_size).map(lambda x, y: x).batch(batch_size)
+    return np.concatenate(list(dataset.as_numpy_iterator()))
+
+
+def load_masks(index: DatasetIndex, frame: pd.DataFrame, image_size: int) -> np.ndarray | None:
+    """Lesion masks of `frame`'s rows as bool (N, S, S) (nearest resize), or None when any is missing."""
+    from PIL import Image
+
+    paths = [index.mask_path(s) for s in frame["sample_id"]]
+    if not paths or any(p is None for p in paths):
+        return None
+    masks = []
+    for path in paths:
+        with Image.open(path) as mask:
+            resized = mask.convert("L").resize((image_size, image_size), Image.Resampling.NEAREST)
+            masks.append(np.asarray(resized) > 0)
+    return np.stack(masks)
+
+
+def examples_per_class(frame: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """Up to `n` random rows of each class, classes in CLASSES order (for figures)."""
+    picked = (frame.groupby("label_index", group_keys=False)
+              .apply(lambda rows: rows.sample(min(n, len(rows)), random_state=seed)))
+    return picked.sort_values(["label_index", "sample_id"], kind="stable").reset_index(drop=True)
+
+
+def _check_frame(frame: pd.DataFrame) -> None:
+    missing = [c for c in ("path", "label_index") if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"the frame lacks column(s) {', '.join(missing)}; pass rows of a DatasetIndex")
+
+
+def raw_pixel_baseline(index: DatasetIndex, size: int = 32, seed: int = 0) -> float:
+    """Test accuracy of a logistic regression on `size`×`size` grayscale raw pixels (train → test):
+    how far a linear model gets without learned features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def features(split: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = index.split(split)
+        pixels = load_images(rows, size).mean(axis=-1, dtype=np.float32) / 255.0
+        return pixels.reshape(len(rows), -1), rows["label_index"].to_numpy()
+
+    x_train, y_train = features("train")
+    x_test, y_test = features("test")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    model.fit(x_train, y_train)
+    return float(model.score(x_test, y_test))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1
+# ---------------------------------------------------------------------------------------------
+
+def prepare(config: RunConfig) -> DatasetIndex:
+    """Stage 1: generate the synthetic dataset if `config.data_dir` is empty, check the dataset,
+    record its counts in config.json and return its index. Skips the decoding check when
+    config.json already records a successful check of the same files."""
+    synthetic = not config.data_dir
+    if synthetic:
+        from .synth import generate_dataset
+
+        root = RunPaths.of(config).data
+        generate_dataset(root, counts={"train": config.synth_train, "val": config.synth_val,
+                                       "test": config.synth_test},
+                         size=config.synth_size, seed=config.seed)
+    else:
+        root = Path(config.data_dir).expanduser()
+    index = load_index(root)
+    counts = {split: {label: int(n) for label, n in row.items()}
+              for split, row in index.counts().iterrows()}
+    record = {"root": str(index.root), "synthetic": synthetic, "counts": counts}
+    previous = read_resolved(config.run_dir).get("dataset", {})
+    if previous.get("checked") and {k: previous.get(k) for k in record} == record:
+        return index
+    report = check(root)
+    if not report.ok:
+        raise DatasetError(f"dataset {root} cannot be used:\n" + "\n".join(
+            f"- {p.message}" for p in report.errors))
+    write_config(config, {"dataset": {**record, "checked": True}})
+    return index
