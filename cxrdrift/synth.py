@@ -1,0 +1,451 @@
+"""Built-in synthetic posteroanterior chest radiographs ("phantoms") with lesion masks.
+
+Each image is a body outline with soft tissue, mediastinum, spine and heart shadow, two lung fields
+of random shape, size and position, ribs, clavicles and diaphragm domes, seen through a random
+exposure, contrast, rotation, shift and noise. Each class adds a lesion pattern drawn from
+radiographic descriptions, clipped to the lung fields, and its binary mask is the explanation's
+ground truth (the idea of the MRI lesion benchmark in ``paper/``): Normal (none), Pneumonia (lobar
+consolidation, mostly one lung, middle/lower zone), Tuberculosis (upper-zone nodules and cavities),
+COVID-19 (faint bilateral peripheral lower-zone ground glass) and Lung Opacity (patchy opacities of
+any place and density, sometimes looking like the others). Intensities, sizes and places overlap on
+purpose so that raw pixels do not separate the classes.
+
+The pre-training source task (`source_task`) asks which of six lung zones (right/left x
+upper/middle/lower) hold a lesion, with lesions of mixed kinds that are not tied to the five
+classes. It teaches a backbone the anatomy and what a lesion looks like and where it is, which is
+within-domain like the target, yet it never sees the class-defining combinations, so a frozen
+backbone is only a starting point and fine-tuning has real work (and room for drift) to do.
+
+Rendering is vectorized over a batch: anatomy at half resolution, upsampled with a bilinear matrix
+product; lesions as sums of separable Gaussians at full resolution (batched matrix products).
+Every image draws its randomness from its own seed sequence, so an image never depends on which
+batch or how large a split it was generated in.
+"""
+from __future__ import annotations
+
+import shutil
+import zlib
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .artifacts import read_json, write_json, write_text
+
+CLASSES = ("Normal", "Pneumonia", "Tuberculosis", "COVID-19", "Lung Opacity")
+TABLE1_COUNTS = {"Normal": 317, "Pneumonia": 855, "Tuberculosis": 141, "COVID-19": 839,
+                 "Lung Opacity": 1202}
+TABLE1_PROPORTIONS = {name: count / sum(TABLE1_COUNTS.values()) for name, count in TABLE1_COUNTS.items()}
+ZONES = ("right upper", "right middle", "right lower", "left upper", "left middle", "left lower")
+GENERATOR_VERSION = 1
+MARKER = ".complete"
+PARAMS_FILE = "generator.json"
+
+_MAX_LESIONS = 12          # Gaussian primitive slots per image
+_N_GLOBAL = 40             # uniforms drawn per image for anatomy and exposure
+_N_PER_LESION = 8          # uniforms drawn per lesion slot
+_TEXTURE_GRID = 6          # control points per side of the low-frequency lesion texture
+_RENDER_STREAM, _SOURCE_STREAM = 1, 2
+_BATCH = 64
+
+
+class SynthError(ValueError):
+    """Bad arguments for the synthetic generator, or an output folder it must not overwrite."""
+
+
+def split_class_counts(n: int, proportions: Mapping[str, float] = TABLE1_PROPORTIONS) -> dict[str, int]:
+    """Split `n` images over the classes by largest remainder: exact total, at least 1 per class."""
+    names = list(proportions)
+    if n < len(names):
+        raise SynthError(f"a split needs at least {len(names)} images (one per class), got {n}")
+    weights = np.array([float(proportions[name]) for name in names])
+    if np.any(weights < 0) or weights.sum() <= 0:
+        raise SynthError(f"class proportions must be non-negative and not all zero: {dict(proportions)}")
+    ideal = weights / weights.sum() * n
+    counts = np.maximum(np.floor(ideal).astype(int), 1)
+    order = np.argsort(-(ideal - counts), kind="stable")
+    missing = n - int(counts.sum())
+    counts[order[:missing]] += 1 if missing > 0 else 0
+    while counts.sum() > n:  # the "at least 1" floor overshot: take from the most over-served class
+        over = np.where(counts > 1, counts - ideal, -np.inf)
+        counts[int(np.argmax(over))] -= 1
+    return {name: int(count) for name, count in zip(names, counts)}
+
+
+# ---------------------------------------------------------------------------------------------
+# randomness
+
+
+def _streams(seed: int, *keys: int) -> list[np.random.Generator]:
+    """One generator per image, from (seed, *keys, index) with the last key an index array."""
+    *fixed, indices = keys
+    return [np.random.default_rng([int(seed), *map(int, fixed), int(i)]) for i in np.atleast_1d(indices)]
+
+
+def _draw(rngs: Sequence[np.random.Generator], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image: uniforms for all parameters, the pixel noise and the lesion texture grid."""
+    width = _N_GLOBAL + _MAX_LESIONS * _N_PER_LESION
+    uniforms = np.empty((len(rngs), width))
+    noise = np.empty((len(rngs), size, size), np.float32)
+    texture = np.empty((len(rngs), _TEXTURE_GRID, _TEXTURE_GRID))
+    for row, rng in enumerate(rngs):
+        uniforms[row] = rng.random(width)
+        noise[row] = rng.standard_normal((size, size), dtype=np.float32)
+        texture[row] = rng.standard_normal((_TEXTURE_GRID, _TEXTURE_GRID))
+    return uniforms, noise, texture
+
+
+def _span(u: np.ndarray, low: float, high: float) -> np.ndarray:
+    return low + (high - low) * u
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry
+
+
+def _grid(n: int) -> np.ndarray:
+    """Pixel-centre coordinates in [-1, 1]."""
+    return ((np.arange(n) + 0.5) / n * 2.0 - 1.0).astype(np.float32)
+
+
+def _bilinear_matrix(out: int, inp: int) -> np.ndarray:
+    """(out, inp) matrix that resamples a 1-D signal of length `inp` to `out` linearly."""
+    pos = np.clip((np.arange(out) + 0.5) * inp / out - 0.5, 0, inp - 1)
+    low = np.floor(pos).astype(int)
+    high = np.minimum(low + 1, inp - 1)
+    frac = pos - low
+    matrix = np.zeros((out, inp), np.float32)
+    matrix[np.arange(out), low] += 1 - frac
+    matrix[np.arange(out), high] += frac
+    return matrix
+
+
+def _upsample(fields: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear upsampling of (N, L, L) fields to (N, size, size) by two matrix products."""
+    matrix = _bilinear_matrix(size, fields.shape[-1])
+    return matrix @ fields @ matrix.T
+
+
+def _ramp(x: np.ndarray) -> np.ndarray:
+    """A cheap soft step from 0 to 1 over x in [-2, 2] (a clipped linear stand-in for a sigmoid)."""
+    return np.clip(0.5 + 0.25 * x, 0.0, 1.0)
+
+
+def _anatomy(g: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image anatomy parameters from the global uniforms `g` (N, _N_GLOBAL)."""
+    g = g.astype(np.float32)
+    col = lambda i: g[:, i, None, None]  # noqa: E731 - broadcast one parameter over the grid
+    p = {
+        "angle": np.deg2rad(_span(col(0), -6, 6)), "tx": _span(col(1), -0.07, 0.07),
+        "ty": _span(col(2), -0.07, 0.07), "scale": _span(col(3), 0.84, 1.06),
+        "body_w": _span(col(4), 0.74, 0.95),
+        "heart_x": _span(col(5), 0.08, 0.2), "heart_y": _span(col(6), 0.2, 0.34),
+        "heart_rx": _span(col(7), 0.24, 0.36), "heart_ry": _span(col(8), 0.2, 0.3),
+        "med_w": _span(col(9), 0.1, 0.16), "rib_gap": _span(col(10), 0.12, 0.17),
+        "rib_phase": _span(col(11), 0, 2 * np.pi), "rib_amp": _span(col(12), 0.04, 0.16),
+        "rib_slope": _span(col(13), 0.15, 0.45), "clav_y": _span(col(14), -0.78, -0.62),
+        "lung_dark": _span(col(15), 0.32, 0.5), "wobble_phase": _span(col(16), 0, 2 * np.pi),
+    }
+    for side, base in (("r", 17), ("l", 23)):  # patient's right lung is on the image's left
+        p[f"{side}_cx"] = _span(col(base), 0.30, 0.44) * (-1 if side == "r" else 1)
+        p[f"{side}_cy"] = _span(col(base + 1), -0.14, 0.04)
+        p[f"{side}_a"] = _span(col(base + 2), 0.22, 0.32)
+        p[f"{side}_b"] = _span(col(base + 3), 0.46, 0.64)
+        p[f"{side}_dome"] = _span(col(base + 4), 0.12, 0.32)
+        p[f"{side}_wobble"] = _span(col(base + 5), 0.0, 0.12)
+    p["exposure"] = _span(g[:, 29], 1.4, 2.8)
+    p["gamma"] = _span(g[:, 30], 0.75, 1.35)
+    p["black"] = _span(g[:, 31], 0.0, 0.12)
+    p["white"] = _span(g[:, 32], 0.82, 1.0)
+    p["noise"] = _span(g[:, 33], 0.012, 0.045)
+    p["soft"] = _span(g[:, 34, None, None], 0.42, 0.62)
+    return p
+
+
+def _lung_coords(p: dict, side: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lung-local coordinates (lateral, vertical) and the apex taper of one lung."""
+    sign = -1.0 if side == "r" else 1.0
+    ly = (v - p[f"{side}_cy"]) / p[f"{side}_b"]
+    taper = 0.45 + 0.55 * np.sqrt(np.clip((ly + 1.0) / 1.1, 0.0, 1.0))
+    wobble = 1.0 + p[f"{side}_wobble"] * np.sin(3.0 * ly + p["wobble_phase"])
+    lx = sign * (u - p[f"{side}_cx"]) / (p[f"{side}_a"] * taper * wobble)
+    return lx, ly, taper
+
+
+def _render_anatomy(p: dict, low: int) -> tuple[np.ndarray, np.ndarray]:
+    """Density of the anatomy and the visible-lung field, both (N, low, low) in body space."""
+    x = _grid(low)[None, None, :]
+    y = _grid(low)[None, :, None]
+    cos, sin = np.cos(p["angle"]), np.sin(p["angle"])
+    u = ((x - p["tx"]) * cos + (y - p["ty"]) * sin) / p["scale"]
+    v = (-(x - p["tx"]) * sin + (y - p["ty"]) * cos) / p["scale"]
+    edge = 24.0 * low / 64
+    body = _ramp(edge * (p["body_w"] * (0.92 + 0.08 * v) - np.abs(u)) * 3)
+    lungs = np.zeros_like(u)
+    for side in ("r", "l"):
+        lx, ly, _ = _lung_coords(p, side, u, v)
+        outline = 1.0 - lx**2 - np.minimum(ly, 0.0) ** 2
+        base = 1.0 - p[f"{side}_dome"] * (1.0 - np.clip(lx, -1, 1) ** 2) - ly
+        lungs = lungs + _ramp(edge * outline) * _ramp(edge * 2 * base)
+    heart = _ramp(edge * 2 * (1.0 - ((u - p["heart_x"]) / p["heart_rx"]) ** 2
+                                 - ((v - p["heart_y"]) / p["heart_ry"]) ** 2))
+    mediastinum = _ramp(edge * 6 * (p["med_w"] * (1.15 - 0.25 * v) - np.abs(u + 0.02)))
+    spine = _ramp(edge * 8 * (0.055 - np.abs(u))) * (0.8 + 0.2 * np.cos(v * 38.0))
+    lung_vis = lungs * (1.0 - heart) * (1.0 - mediastinum)
+    rib_t = v + p["rib_slope"] * np.abs(u) - 0.35 * u**2
+    ribs = np.maximum(np.cos(2 * np.pi * rib_t / p["rib_gap"] + p["rib_phase"]), 0.0) ** 3
+    thorax = _ramp(edge * (0.55 - v)) * _ramp(edge * (0.9 - np.abs(u)))
+    clavicle = _ramp(edge * 4 * (0.03 - np.abs(v - p["clav_y"] - 0.18 * np.abs(u) ** 1.5))) \
+        * _ramp(edge * (0.62 - np.abs(u)))
+    abdomen = _ramp(edge * (v - p["l_cy"] - 0.7 * p["l_b"]))
+    density = body * (p["soft"] + 0.15 * abdomen + p["rib_amp"] * ribs * thorax + 0.12 * clavicle) \
+        + 0.16 * heart * body + 0.2 * mediastinum + 0.06 * spine - p["lung_dark"] * lung_vis
+    return density.astype(np.float32), np.clip(lung_vis, 0, 1).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# lesions: each slot is a separable Gaussian blob placed in lung-local coordinates
+
+
+def _empty_lesions(n: int) -> dict[str, np.ndarray]:
+    shape = (n, _MAX_LESIONS)
+    return {"side": np.zeros(shape), "lx": np.zeros(shape), "ly": np.zeros(shape),
+            "sx": np.full(shape, 0.1), "sy": np.full(shape, 0.1), "amp": np.zeros(shape),
+            "hole": np.zeros(shape)}
+
+
+def _class_lesions(label: str, lu: np.ndarray) -> dict[str, np.ndarray]:
+    """Lesion slots of one class from its uniforms `lu` (n, _MAX_LESIONS, _N_PER_LESION).
+
+    side 0 = right lung (image left), 1 = left lung; lx in [-1, 1] medial to lateral; ly in [-1, 1]
+    apex to base; sizes relative to the lung's half-width/half-height; amp is added density.
+    """
+    n = lu.shape[0]
+    les = _empty_lesions(n)
+    if label == "Normal" or n == 0:
+        return les
+    u = lambda j: lu[:, :, j]  # noqa: E731
+    first = lu[:, :1, :]  # per-image choices read from slot 0
+    slot = np.arange(_MAX_LESIONS)[None, :]
+    faint = np.where(first[:, :, 7] < 0.2, 0.55, 1.0)  # one image in five is faint
+    if label == "Pneumonia":
+        main_side = (first[:, :, 0] < 0.5).astype(float)
+        bilateral = first[:, :, 1] < 0.15
+        count = 1 + np.floor(first[:, :, 2] * 4)
+        les["side"] = np.where(slot == count, 1 - main_side, main_side)
+        les["lx"] = _span(u(3), -0.4, 0.6)
+        les["ly"] = np.where(slot == 0, _span(u(4), -0.05, 0.65), _span(u(4), -0.25, 0.8))
+        les["sx"] = np.where(slot == 0, _span(u(5), 0.35, 0.7), _span(u(5), 0.15, 0.35))
+        les["sy"] = np.where(slot == 0, _span(u(6), 0.2, 0.4), _span(u(6), 0.1, 0.25))
+        les["amp"] = np.where(slot < count + bilateral, _span(u(7), 0.18, 0.5), 0.0) * faint
+    elif label == "Tuberculosis":
+        count = 3 + np.floor(first[:, :, 2] * 8)
+        bilateral = first[:, :, 1] < 0.4
+        main_side = (first[:, :, 0] < 0.5).astype(float)
+        les["side"] = np.where(bilateral & (u(0) < 0.4), 1 - main_side, main_side)
+        les["lx"] = _span(u(3), -0.6, 0.7)
+        les["ly"] = _span(u(4), -0.9, -0.3)
+        cavity = (slot == 0) & (first[:, :, 3] < 0.5)
+        les["hole"] = cavity.astype(float)
+        les["sx"] = np.where(cavity, _span(u(5), 0.16, 0.26), _span(u(5), 0.05, 0.14))
+        les["sy"] = les["sx"] * _span(u(6), 0.8, 1.25) * 0.5
+        les["amp"] = np.where(slot < count, _span(u(7), 0.2, 0.55), 0.0) * faint
+    elif label == "COVID-19":
+        count = 4 + np.floor(first[:, :, 2] * 5)
+        les["side"] = (slot % 2).astype(float) + 0 * u(0)
+        dominant = first[:, :, 1] < 0.2  # some cases are clearly worse on one side
+        les["lx"] = _span(u(3), 0.35, 0.9)
+        les["ly"] = _span(u(4), 0.05, 0.85)
+        les["sx"] = _span(u(5), 0.2, 0.4)
+        les["sy"] = _span(u(6), 0.18, 0.35)
+        weak = np.where(dominant & (slot % 2 == 1), 0.45, 1.0)
+        les["amp"] = np.where(slot < count, _span(u(7), 0.08, 0.26), 0.0) * weak * faint
+    elif label == "Lung Opacity":
+        mode = first[:, :, 1]  # <0.25 pneumonia-like, <0.45 bilateral lower, else scattered patches
+        count = 1 + np.floor(first[:, :, 2] * 5)
+        les["side"] = np.where(mode < 0.25, (first[:, :, 0] < 0.5).astype(float),
+                               np.where(mode < 0.45, (slot % 2).astype(float), (u(0) < 0.5).astype(float)))
+        les["lx"] = np.where(mode < 0.45, _span(u(3), -0.2, 0.8), _span(u(3), -0.6, 0.8))
+        les["ly"] = np.where(mode < 0.45, _span(u(4), 0.0, 0.8), _span(u(4), -0.8, 0.85))
+        les["sx"] = _span(u(5), 0.1, 0.5)
+        les["sy"] = les["sx"] * _span(u(6), 0.5, 1.0)
+        les["amp"] = np.where(slot < count, _span(u(7), 0.1, 0.45), 0.0) * faint
+    else:
+        raise SynthError(f"unknown class {label!r}; expected one of {', '.join(CLASSES)}")
+    return les
+
+
+def _zone_lesions(lu: np.ndarray, zone_flags: np.ndarray) -> dict[str, np.ndarray]:
+    """Source-task lesions: two slots per zone, mixed kinds, in the zones flagged (n, 6)."""
+    n = lu.shape[0]
+    les = _empty_lesions(n)
+    zone = np.repeat(np.arange(6), 2)[None, :].repeat(n, 0)  # slot -> zone
+    u = lambda j: lu[:, :, j]  # noqa: E731
+    kind = u(0)  # <0.3 nodule, <0.45 cavity, <0.75 consolidation, else ground glass
+    les["side"] = (zone >= 3).astype(float)
+    les["lx"] = _span(u(3), -0.55, 0.8)
+    les["ly"] = (zone % 3 - 1) * 0.62 + _span(u(4), -0.2, 0.2)
+    les["hole"] = ((kind >= 0.3) & (kind < 0.45)).astype(float)
+    les["sx"] = np.select([kind < 0.3, kind < 0.45, kind < 0.75], [_span(u(5), 0.06, 0.14),
+                          _span(u(5), 0.16, 0.24), _span(u(5), 0.25, 0.5)], _span(u(5), 0.2, 0.4))
+    les["sy"] = np.minimum(les["sx"] * _span(u(6), 0.45, 0.8), 0.2)
+    amp = np.select([kind < 0.45, kind < 0.75], [_span(u(7), 0.2, 0.5), _span(u(7), 0.15, 0.45)],
+                    _span(u(7), 0.08, 0.25))
+    second_slot = np.arange(2 * 6)[None, :] % 2 == 1
+    present = zone_flags[np.arange(n)[:, None], zone] & (~second_slot | (u(1) < 0.5))
+    les["amp"] = np.where(present, amp, 0.0)
+    return les
+
+
+def _render_lesions(p: dict, les: dict, texture: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lesion density and lesion shape (peak 1 per blob), both (N, size, size) in image space."""
+    cos, sin = np.cos(p["angle"][:, :, 0]), np.sin(p["angle"][:, :, 0])
+    scale = p["scale"][:, :, 0]
+    sign = np.where(les["side"] == 0, -1.0, 1.0)
+    cx = np.where(les["side"] == 0, p["r_cx"][:, :, 0], p["l_cx"][:, :, 0])
+    cy = np.where(les["side"] == 0, p["r_cy"][:, :, 0], p["l_cy"][:, :, 0])
+    a = np.where(les["side"] == 0, p["r_a"][:, :, 0], p["l_a"][:, :, 0])
+    b = np.where(les["side"] == 0, p["r_b"][:, :, 0], p["l_b"][:, :, 0])
+    taper = 0.45 + 0.55 * np.sqrt(np.clip((les["ly"] + 1.0) / 1.1, 0.0, 1.0))
+    bu = cx + sign * les["lx"] * a * taper
+    bv = cy + les["ly"] * b
+    x0 = p["tx"][:, :, 0] + scale * (bu * cos - bv * sin)
+    y0 = p["ty"][:, :, 0] + scale * (bu * sin + bv * cos)
+    sx = np.maximum(les["sx"] * a * scale, 1.2 / size)
+    sy = np.maximum(les["sy"] * b * scale, 1.2 / size)
+    grid = _grid(size)[None, None, :]
+    gx = np.exp(-0.5 * ((grid - x0[..., None]) / sx[..., None]) ** 2).astype(np.float32)
+    gy = np.exp(-0.5 * ((grid - y0[..., None]) / sy[..., None]) ** 2).astype(np.float32)
+    hx = np.exp(-0.5 * ((grid - x0[..., None]) / (0.45 * sx[..., None])) ** 2).astype(np.float32)
+    hy = np.exp(-0.5 * ((grid - y0[..., None]) / (0.45 * sy[..., None])) ** 2).astype(np.float32)
+    amp = les["amp"].astype(np.float32)[..., None]
+    hole = (les["hole"] * les["amp"] * 1.5).astype(np.float32)[..., None]
+    active = (les["amp"] > 0).astype(np.float32)[..., None]
+    # rows (y) x slots @ slots x columns (x): a sum of separable blobs per image
+    density = np.swapaxes(gy * amp, 1, 2) @ gx - np.swapaxes(hy * hole, 1, 2) @ hx
+    shape = np.swapaxes(gy * active, 1, 2) @ gx
+    basis = np.exp(-0.5 * ((_grid(size)[:, None] - np.linspace(-1.1, 1.1, _TEXTURE_GRID)[None, :])
+                           / 0.22) ** 2).astype(np.float32)
+    mottle = basis @ texture.astype(np.float32) @ basis.T
+    density = np.maximum(density, 0.0) * np.clip(1.0 + 0.45 * mottle, 0.25, 2.0)
+    return density, shape
+
+
+def _render(labels: Sequence[str], size: int, rngs: Sequence[np.random.Generator],
+            zone_flags: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Render one batch: uint8 images and bool lesion masks, (N, size, size) each."""
+    n = len(labels)
+    if size < 16:
+        raise SynthError(f"image size must be at least 16 pixels, got {size}")
+    if n == 0:
+        return np.zeros((0, size, size), np.uint8), np.zeros((0, size, size), bool)
+    uniforms, noise, texture = _draw(rngs, size)
+    p = _anatomy(uniforms[:, :_N_GLOBAL])
+    lesion_u = uniforms[:, _N_GLOBAL:].reshape(n, _MAX_LESIONS, _N_PER_LESION)
+    if zone_flags is not None:
+        les = _zone_lesions(lesion_u, zone_flags)
+    else:
+        les = _empty_lesions(n)
+        labels_arr = np.asarray(labels)
+        for name in dict.fromkeys(labels):
+            rows = labels_arr == name
+            for key, value in _class_lesions(name, lesion_u[rows]).items():
+                les[key][rows] = value
+    low = (size + 1) // 2
+    density_low, lung_low = _render_anatomy(p, low)
+    density = _upsample(density_low, size)
+    lung = _upsample(lung_low, size)
+    lesion_density, lesion_shape = _render_lesions(p, les, texture, size)
+    density += lesion_density * lung
+    col = lambda v: v[:, None, None].astype(np.float32)  # noqa: E731
+    bright = (1.0 - np.exp(-col(p["exposure"]) * np.maximum(density, 0.0))) / (1.0 - np.exp(-col(p["exposure"])))
+    bright = np.clip(bright, 0.0, 1.0) ** col(p["gamma"])
+    bright = col(p["black"]) + (col(p["white"]) - col(p["black"])) * bright + col(p["noise"]) * noise
+    images = np.clip(bright * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    masks = (lesion_shape > 0.5) & (lung > 0.5)
+    return images, masks
+
+
+def render_batch(labels: Sequence[str], size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Phantom radiographs of the given classes: images uint8 (N,S,S) and lesion masks bool (N,S,S)."""
+    unknown = sorted(set(labels) - set(CLASSES))
+    if unknown:
+        raise SynthError(f"unknown class(es) {unknown}; expected names from {list(CLASSES)}")
+    return _render(list(labels), size, _streams(seed, _RENDER_STREAM, np.arange(len(labels))))
+
+
+def source_task(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pre-training source task: images uint8 (N,S,S) and which of the six `ZONES` hold a lesion,
+    float32 (N, 6) multi-label targets (about one image in six has none)."""
+    rngs = _streams(seed, _SOURCE_STREAM, np.arange(n))
+    flags = np.array([rng.random(6) < rng.choice([0.0, 0.2, 0.35, 0.6]) for rng in rngs],
+                     bool).reshape(n, 6)
+    images, _ = _render(["source"] * n, size, rngs, zone_flags=flags)
+    return images, flags.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# dataset on disk
+
+
+def _split_key(split: str) -> int:
+    return zlib.crc32(split.encode())
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    Image.fromarray(pixels).save(path, format="PNG", compress_level=1)
+
+
+def _validate(counts: Mapping[str, int], size: int) -> dict[str, int]:
+    clean = {}
+    for split, n in counts.items():
+        if not isinstance(split, str) or not split or "/" in split or split == "masks":
+            raise SynthError(f"split name {split!r} is not a usable folder name")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise SynthError(f"image count for split {split!r} must be a non-negative integer, got {n!r}")
+        clean[split] = int(n)
+    if not isinstance(size, (int, np.integer)) or size < 16:
+        raise SynthError(f"image size must be an integer of at least 16 pixels, got {size!r}")
+    return clean
+
+
+def generate_dataset(out: str | Path, counts: Mapping[str, int], size: int, seed: int) -> Path:
+    """Write `<out>/<split>/<class>/<id>.png` and `<out>/masks/<split>/<class>/<id>.png` (0/255).
+
+    Class mix per split follows Table 1 (`split_class_counts`). Image k of a class draws its
+    randomness from (seed, split, class, k). A finished folder with the same parameters is kept; a
+    partial one (no `.complete` marker) or one with other parameters is generated again.
+    """
+    out = Path(out)
+    counts = _validate(counts, size)
+    params = {"generator": "cxrdrift.synth", "version": GENERATOR_VERSION, "seed": int(seed),
+              "size": int(size), "counts": counts, "classes": list(CLASSES),
+              "proportions": TABLE1_PROPORTIONS}
+    marker, params_file = out / MARKER, out / PARAMS_FILE
+    if marker.exists() and params_file.exists() and read_json(params_file) == params:
+        return out
+    if out.exists() and any(out.iterdir()):
+        if not params_file.exists():
+            raise SynthError(f"{out} is not empty and holds no synthetic dataset ({PARAMS_FILE}); "
+                             "choose an empty or new folder")
+        marker.unlink(missing_ok=True)
+        for old_split in read_json(params_file).get("counts", {}):
+            shutil.rmtree(out / old_split, ignore_errors=True)
+        shutil.rmtree(out / "masks", ignore_errors=True)
+    write_json(params_file, params)  # first, so a partial folder is recognisably ours
+    for split, n in counts.items():
+        per_class = split_class_counts(n) if n else dict.fromkeys(CLASSES, 0)
+        for class_index, name in enumerate(CLASSES):
+            image_dir, mask_dir = out / split / name, out / "masks" / split / name
+            image_dir.mkdir(parents=True, exist_ok=True)
+            mask_dir.mkdir(parents=True, exist_ok=True)
+            for start in range(0, per_class[name], _BATCH):
+                ids = np.arange(start, min(start + _BATCH, per_class[name]))
+                rngs = _streams(seed, _split_key(split), class_index, ids)
+                images, masks = _render([name] * len(ids), size, rngs)
+                for k, image, mask in zip(ids, images, masks):
+                    _write_png(image_dir / f"{k:06d}.png", image)
+                    _write_png(mask_dir / f"{k:06d}.png", mask.astype(np.uint8) * 255)
+    write_text(marker, "complete\n")
+    return out
