@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -33,6 +34,17 @@ HIDDEN_TAGS = ("parameters", "injected-parameters")
 # upstream (config.json is compared by its "config" section instead).
 _VOLATILE = ("config.json", "figures", "tables", "logs")
 _CHAPTER_NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.md$")
+
+
+class _KnownParameters(logging.Filter):
+    """Drop papermill's "Passed unknown parameter" warning: the chapters' parameters cell names
+    only `profile`, and every other name was already checked against RunConfig."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Passed unknown parameter" not in record.getMessage()
+
+
+logging.getLogger("papermill").addFilter(_KnownParameters())
 
 
 class BookError(ValueError):
@@ -164,6 +176,7 @@ def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping
             raise NotebookExecutionError(source.name, None, "", f"{type(error).__name__}: {error}",
                                          partial) from error
         _hide_parameter_cells(running)
+        running.chmod(0o644)
     failed.unlink(missing_ok=True)
     return output
 
