@@ -345,6 +345,7 @@ def load_index(root: str | Path) -> DatasetIndex:
 # ---------------------------------------------------------------------------------------------
 
 _DECODABLE_FORMATS = {"PNG", "JPEG", "MPO"}
+_SIGNATURES = {b"\x89PNG": "PNG", b"\xff\xd8": "JPEG"}
 
 
 def _inspect_image(path: str) -> tuple[str | None, str | None]:
@@ -361,6 +362,9 @@ def _inspect_image(path: str) -> tuple[str | None, str | None]:
                 return None, f"is a {image.format} file, not PNG or JPEG"
             image.load()
     except UnidentifiedImageError:
+        for signature, name in _SIGNATURES.items():
+            if data.startswith(signature):
+                return None, f"is corrupt (a damaged or truncated {name} file)"
         return None, "is not a PNG or JPEG image (unrecognised content)"
     except (OSError, ValueError, SyntaxError) as exc:
         return None, f"is corrupt ({exc})"
@@ -551,8 +555,7 @@ def load_masks(index: DatasetIndex, frame: pd.DataFrame, image_size: int) -> np.
 
 def examples_per_class(frame: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
     """Up to `n` random rows of each class, classes in CLASSES order (for figures)."""
-    picked = (frame.groupby("label_index", group_keys=False)
-              .apply(lambda rows: rows.sample(min(n, len(rows)), random_state=seed)))
+    picked = frame.sample(frac=1.0, random_state=seed).groupby("label_index").head(n)
     return picked.sort_values(["label_index", "sample_id"], kind="stable").reset_index(drop=True)
 
 
