@@ -1,0 +1,379 @@
+"""The true-positive filter and drift stages, and the tables derived from their files.
+
+Stage 3, `run_true_positive_filter`: `predictions.parquet` -> `true_positives.parquet`.
+Stage 5, `run_drift_stage`: the raw maps of the two compared epochs -> `drift.parquet`, one row
+per (architecture, method, sample) with the four metrics of `cxrdrift.metrics`.
+`table3`, `per_class_table`, `ranking` and `ranking_reversal` read only those files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.ndimage import gaussian_filter
+
+from . import metrics
+from .artifacts import RunPaths, write_parquet
+from .config import RunConfig
+
+METHOD_LABELS = {"layercam": "LayerCAM", "gradcampp": "Grad-CAM++", "gradcam": "Grad-CAM"}
+METRIC_LABELS = {"spatial_displacement": "Spatial disp.", "overlap_iou": "Overlap IoU",
+                 "pattern_correlation": "Pattern corr.", "concentration_change": "Conc. change"}
+CHUNK = 256  # samples post-processed at once: bounds memory at the paper's 224 px
+_STAMP = "cxrdrift_stamp"
+
+
+class DriftError(ValueError):
+    """A missing or inconsistent artifact that the drift stages need."""
+
+
+# -- stamps: skip finished work for the same inputs and config ------------------------------------
+
+def _digest(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _stamp(config: RunConfig, inputs: Sequence[Path], fields: Sequence[str]) -> str:
+    return json.dumps({"config": {f: config.to_dict()[f] for f in fields}, "inputs": _digest(inputs)},
+                      sort_keys=True)
+
+
+def _finished(path: Path, stamp: str) -> bool:
+    if not path.exists():
+        return False
+    try:
+        return pd.read_parquet(path, columns=[]).attrs.get(_STAMP) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def _write_stamped(path: Path, frame: pd.DataFrame, stamp: str) -> None:
+    frame.attrs[_STAMP] = stamp  # pandas keeps attrs in the parquet metadata
+    write_parquet(path, frame)
+
+
+def _require(path: Path, stage: str) -> Path:
+    if not path.exists():
+        raise DriftError(f"{path} is missing: run the {stage} first")
+    return path
+
+
+# -- stage 3: true-positive filter ----------------------------------------------------------------
+
+def run_true_positive_filter(config: RunConfig, force: bool = False) -> pd.DataFrame:
+    """Write `true_positives.parquet`: every test sample, whether it is kept (every architecture
+    right at both compared epochs) and the per-(arch, epoch) correctness columns."""
+    paths = RunPaths.of(config)
+    source = _require(paths.predictions, "training stage")
+    stamp = _stamp(config, [source], ["architectures", "early_epoch", "late_epoch"])
+    if not force and _finished(paths.true_positives, stamp):
+        return pd.read_parquet(paths.true_positives)
+    predictions = pd.read_parquet(source)
+    try:
+        frame = metrics.true_positive_mask(predictions, config.architectures, config.compared_epochs)
+    except metrics.MetricInputError as err:
+        raise DriftError(f"{source}: {err}") from None
+    _write_stamped(paths.true_positives, frame, stamp)
+    return frame
+
+
+def load_true_positives(config: RunConfig) -> pd.DataFrame:
+    return pd.read_parquet(_require(RunPaths.of(config).true_positives, "true-positive filter"))
+
+
+def correctness_columns(true_positives: pd.DataFrame) -> list[str]:
+    return [c for c in true_positives.columns if c.startswith("correct_")]
+
+
+def true_positive_summary(true_positives: pd.DataFrame) -> pd.DataFrame:
+    """Per class and in total: test samples, kept samples and the kept share in percent."""
+    from .data import CLASSES
+
+    per_class = true_positives.groupby("label")["kept"].agg(test="size", kept="sum")
+    per_class = per_class.reindex([c for c in CLASSES if c in per_class.index])
+    per_class.loc["All classes"] = per_class.sum()
+    return per_class.assign(kept_pct=100 * per_class["kept"] / per_class["test"])
+
+
+def failure_patterns(true_positives: pd.DataFrame) -> pd.DataFrame:
+    """How many samples share each pattern of per-model correctness (one bool column per
+    (arch, epoch) model, True = right), most common first; the all-True row is the kept set."""
+    columns = correctness_columns(true_positives)
+    return (true_positives.groupby(columns).size().rename("samples").reset_index()
+            .sort_values("samples", ascending=False, kind="stable").reset_index(drop=True))
+
+
+def class_weights(config: RunConfig) -> dict[str, float]:
+    """Inverse-frequency class weights from the whole test set's class counts."""
+    from .data import inverse_frequency_weights
+
+    counts = load_true_positives(config)["label"].value_counts()
+    return inverse_frequency_weights({label: int(n) for label, n in counts.items()})
+
+
+# -- stage 5: drift -------------------------------------------------------------------------------
+
+def mapped_samples(config: RunConfig) -> pd.DataFrame:
+    """The test samples whose maps are compared: the kept ones, or all when cam_samples='all'."""
+    samples = load_true_positives(config)[["sample_id", "label", "kept"]]
+    if config.cam_samples == "true_positives":
+        samples = samples[samples["kept"]]
+    return samples.reset_index(drop=True)
+
+
+def _rows_of(cams: dict[str, np.ndarray], sample_ids: pd.Series, where: str) -> np.ndarray:
+    """Positions of `sample_ids` in a CAM file; DriftError if any is absent."""
+    positions = pd.Index(cams["sample_id"].astype(str)).get_indexer(sample_ids.astype(str))
+    if (positions < 0).any():
+        first = sample_ids[positions < 0].iloc[0]
+        raise DriftError(f"{where} has no map for {int((positions < 0).sum())} of {len(sample_ids)} "
+                         f"samples to compare (first: {first!r}); rerun the CAM stage")
+    return positions
+
+
+def compared_maps(config: RunConfig, arch: str, method: str,
+                  sample_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Post-processed (N, S, S) maps of `sample_ids` at the earlier and the later compared epoch."""
+    from .cams import load_cams, postprocess
+
+    ids = pd.Series(list(sample_ids), dtype=str)
+    size = (config.image_size, config.image_size)
+    out = []
+    for epoch in config.compared_epochs:
+        cams = load_cams(config, arch, epoch)
+        where = f"cams/{arch}/epoch_{epoch:02d}.npz"
+        if method not in cams:
+            raise DriftError(f"{where} holds no {method!r} maps (it has "
+                             f"{sorted(k for k in cams if k != 'sample_id')}); rerun the CAM stage")
+        out.append(postprocess(cams[method][_rows_of(cams, ids, where)], size))
+    return out[0], out[1]
+
+
+def drift_rows(early: np.ndarray, late: np.ndarray, threshold: float) -> pd.DataFrame:
+    """The four metrics and degenerate flags of aligned post-processed map pairs."""
+    values = metrics.drift_metrics(early, late, threshold)
+    return pd.DataFrame({**values,
+                         "degenerate_early": ~np.isfinite(early).all(axis=(1, 2)),
+                         "degenerate_late": ~np.isfinite(late).all(axis=(1, 2))})
+
+
+def _arch_method_frame(config: RunConfig, arch: str, method: str, samples: pd.DataFrame) -> pd.DataFrame:
+    parts = []
+    for start in range(0, len(samples), CHUNK):  # chunks bound memory; each is vectorized
+        chunk = samples.iloc[start:start + CHUNK]
+        early, late = compared_maps(config, arch, method, chunk["sample_id"])
+        parts.append(drift_rows(early, late, config.threshold))
+    values = pd.concat(parts, ignore_index=True) if parts else drift_rows(
+        np.zeros((0, 1, 1)), np.zeros((0, 1, 1)), config.threshold)
+    return pd.concat([pd.DataFrame({"arch": arch, "method": method}, index=samples.index),
+                      samples, values.set_index(samples.index)], axis=1)
+
+
+def run_drift_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
+    """Write `drift.parquet`: arch, method, sample_id, label, kept, the four metrics and the
+    degenerate flags, for every architecture and CAM method of the config."""
+    paths = RunPaths.of(config)
+    inputs = [_require(paths.true_positives, "true-positive filter")]
+    inputs += [_require(paths.cams(arch, epoch), "CAM stage")
+               for arch in config.architectures for epoch in config.compared_epochs]
+    stamp = _stamp(config, inputs, ["architectures", "cam_methods", "early_epoch", "late_epoch",
+                                    "cam_samples", "image_size", "threshold"])
+    if not force and _finished(paths.drift, stamp):
+        return pd.read_parquet(paths.drift)
+    samples = mapped_samples(config)
+    frame = pd.concat([_arch_method_frame(config, arch, method, samples)
+                       for arch in config.architectures for method in config.cam_methods],
+                      ignore_index=True)
+    _write_stamped(paths.drift, frame, stamp)
+    return frame
+
+
+def load_drift(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
+    """drift.parquet's rows for `samples` ('kept' or 'all'; default: what cam_samples mapped)."""
+    frame = pd.read_parquet(_require(RunPaths.of(config).drift, "drift stage"))
+    if _samples(config, samples) == "kept":
+        frame = frame[frame["kept"]]
+    return frame.reset_index(drop=True)
+
+
+def _samples(config: RunConfig, samples: str | None) -> str:
+    chosen = samples or ("kept" if config.cam_samples == "true_positives" else "all")
+    if chosen not in ("kept", "all"):
+        raise DriftError(f"samples={samples!r}: choose 'kept' or 'all'")
+    return chosen
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+def summary_table(drift: pd.DataFrame, weights: dict[str, float], n_boot: int, seed: int,
+                  level: float = 0.95) -> pd.DataFrame:
+    """Long table: method, arch, metric, weighted mean, std, n, n_dropped, ci_low, ci_high."""
+    rows = []
+    for (method, arch), group in drift.groupby(["method", "arch"], sort=False):
+        for metric in metrics.DRIFT_METRICS:
+            s = metrics.summarize(group[metric].to_numpy(), group["label"].to_numpy(), weights,
+                                  n_boot, seed, level)
+            rows.append({"method": method, "arch": arch, "metric": metric, **s.as_dict()})
+    return pd.DataFrame(rows, columns=["method", "arch", "metric", "mean", "std", "n", "n_dropped",
+                                       "ci_low", "ci_high"])
+
+
+def table3(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
+    """This run's Table 3 (long form), from drift.parquet, weighted by the whole test set's
+    class counts, with `config.bootstrap_samples` stratified bootstrap resamples."""
+    table = summary_table(load_drift(config, samples), class_weights(config),
+                          config.bootstrap_samples, config.seed)
+    table.attrs["samples"] = _samples(config, samples)
+    return table
+
+
+def per_class_table(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
+    """Mean, std and n of each metric per method, architecture and class (NaN dropped)."""
+    long = load_drift(config, samples).melt(id_vars=["method", "arch", "label"],
+                                            value_vars=list(metrics.DRIFT_METRICS), var_name="metric")
+    table = (long.groupby(["method", "arch", "metric", "label"], sort=False)["value"]
+             .agg(mean="mean", std=lambda v: v.std(ddof=0), n="count").reset_index())
+    return table
+
+
+def table3_wide(table: pd.DataFrame, with_ci: bool = True, digits: int = 3) -> pd.DataFrame:
+    """Paper-shaped Table 3: rows (Method, Architecture), one 'mean ± std [low, high]' column per
+    metric. A `sign_known` column (the paper's table) prints unknown signs as '±|x|'."""
+    def cell(row: pd.Series) -> str:
+        if pd.isna(row["mean"]):
+            return "n/a"
+        mean = f"{row['mean']:.{digits}f}"
+        if "sign_known" in row and not row["sign_known"]:
+            mean = f"|{abs(row['mean']):.{digits}f}|"
+        text = f"{mean} ± {row['std']:.{digits}f}"
+        if with_ci and "ci_low" in row and pd.notna(row["ci_low"]):
+            text += f" [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
+        return text
+
+    cells = table.assign(cell=table.apply(cell, axis=1))
+    wide = cells.pivot_table(index=["method", "arch"], columns="metric", values="cell",
+                             aggfunc="first", sort=False)
+    wide = wide[[m for m in metrics.DRIFT_METRICS if m in wide.columns]].rename(columns=METRIC_LABELS)
+    wide.index = wide.index.set_names(["Method", "Architecture"])
+    wide = wide.rename(index=METHOD_LABELS, level="Method")
+    wide.columns.name = None
+    return wide
+
+
+def paper_table3() -> pd.DataFrame:
+    """The paper's Table 3 (REPORTED.md) in `table3`'s long form, from `cxrdrift.findings`, with
+    a `sign_known` column: the paper's text lost the concentration-change signs except for
+    ResNet50V2 under Grad-CAM++ (negative); the other concentration changes are magnitudes."""
+    from .findings import paper_table3 as reported
+
+    table = reported()[["method", "arch", "metric", "mean", "std"]]
+    known = (table["metric"] != "concentration_change") | (
+        (table["method"] == "gradcampp") & (table["arch"] == "ResNet50V2"))
+    return table.assign(sign_known=known)
+
+
+def ranking(table: pd.DataFrame, metric: str = "overlap_iou") -> dict[str, list[str]]:
+    """Architectures ordered by `metric`'s mean, highest first, under each method."""
+    chosen = table[table["metric"] == metric].sort_values("mean", ascending=False, kind="stable")
+    return {method: list(chosen.loc[chosen["method"] == method, "arch"])
+            for method in table["method"].unique()}
+
+
+@dataclass(frozen=True)
+class RankingReversal:
+    """Whether the order of architectures differs between methods, and which pairs swap."""
+
+    reversed: bool
+    orders: dict[str, list[str]]
+    swapped: list[tuple[str, str]]
+
+    def describe(self) -> str:
+        shown = "; ".join(f"{METHOD_LABELS.get(m, m)}: {' > '.join(order)}" for m, order in self.orders.items())
+        if not self.reversed:
+            return f"Same order under every method ({shown})."
+        pairs = ", ".join(f"{a} / {b}" for a, b in self.swapped)
+        return f"The order changes between methods ({shown}); pairs that swap: {pairs}."
+
+
+def ranking_reversal(table: pd.DataFrame, metric: str = "overlap_iou") -> RankingReversal:
+    """Compare the per-method orders of `ranking`: a pair of architectures swaps when one method
+    puts the first above the second and another method the opposite."""
+    orders = ranking(table, metric)
+    swapped = set()
+    for order in orders.values():
+        for other in orders.values():
+            for i, a in enumerate(order):
+                for b in order[i + 1:]:
+                    if a in other and b in other and other.index(a) > other.index(b):
+                        swapped.add(tuple(sorted((a, b))))
+    return RankingReversal(bool(swapped), orders, sorted(swapped))
+
+
+# -- samples for figures ----------------------------------------------------------------------------
+
+def load_test_images(config: RunConfig, sample_ids: Sequence[str]) -> np.ndarray:
+    """Raw uint8 (N, S, S, 3) test images of `sample_ids`, in that order, at the model input size."""
+    from .data import load_images, load_index
+
+    root = config.data_dir or RunPaths.of(config).data
+    test = load_index(root).split("test").set_index("sample_id")
+    missing = [s for s in sample_ids if s not in test.index]
+    if missing:
+        raise DriftError(f"test split of {root} has no sample {missing[0]!r}")
+    return load_images(test.loc[list(sample_ids)].reset_index(), config.image_size)
+
+
+def qualitative_samples(config: RunConfig, per_class: int = 2, seed: int | None = None) -> pd.DataFrame:
+    """Up to `per_class` kept samples of each class (sample_id, label), for the overlay figure."""
+    from .data import CLASSES
+
+    kept = load_true_positives(config)
+    kept = kept[kept["kept"]]
+    picked = (kept.groupby("label", sort=False, group_keys=False)
+              .apply(lambda rows: rows.sample(min(per_class, len(rows)),
+                                              random_state=config.seed if seed is None else seed)))
+    order = {c: i for i, c in enumerate(CLASSES)}
+    return (picked.assign(_o=picked["label"].map(order)).sort_values(["_o", "sample_id"])
+            [["sample_id", "label"]].reset_index(drop=True))
+
+
+# -- toy maps for teaching ----------------------------------------------------------------------------
+
+def _blob(shape: tuple[int, int], centre: tuple[float, float], sigma: float) -> np.ndarray:
+    rows, cols = np.indices(shape)
+    return np.exp(-((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2) / (2 * sigma**2))
+
+
+def _unit(m: np.ndarray) -> np.ndarray:
+    return (m - m.min()) / (m.max() - m.min())
+
+
+def toy_map_pairs(shape: tuple[int, int] = (48, 64)) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Earlier/later map pairs that each metric sees differently: identical; same centre of mass
+    but split in two (low displacement, low IoU); a shifted copy; a blurred copy."""
+    height, width = shape
+    centre = ((height - 1) / 2, (width - 1) / 2)
+    base = _unit(_blob(shape, centre, height / 10))
+    split = _unit(_blob(shape, (centre[0], centre[1] - width / 4), height / 10)
+                  + _blob(shape, (centre[0], centre[1] + width / 4), height / 10))
+    shifted = _unit(_blob(shape, (centre[0] + height / 8, centre[1] + width / 8), height / 10))
+    blurred = _unit(gaussian_filter(base, sigma=height / 10, mode="constant"))
+    return {"identical": (base, base), "same centre, split in two": (base, split),
+            "shifted": (base, shifted), "blurred": (base, blurred)}
+
+
+def toy_metric_table(pairs: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float = 0.5) -> pd.DataFrame:
+    """The four metrics of each toy pair, one row per pair."""
+    early = np.stack([a for a, _ in pairs.values()])
+    late = np.stack([b for _, b in pairs.values()])
+    values = metrics.drift_metrics(early, late, threshold)
+    return pd.DataFrame(values, index=pd.Index(list(pairs), name="pair")).rename(columns=METRIC_LABELS)

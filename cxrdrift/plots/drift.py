@@ -1,0 +1,253 @@
+"""Figures of the true-positive filter and the drift study (notebooks 03 and 06, the explorer)."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ..drift import METHOD_LABELS, METRIC_LABELS, correctness_columns
+from ..metrics import DRIFT_METRICS
+
+CAM_CMAP = "jet"
+
+
+def _method_names(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(method=frame["method"].map(lambda m: METHOD_LABELS.get(m, m)))
+
+
+# -- notebook 03: the true-positive filter ------------------------------------------------------
+
+def plot_correctness_overlap(true_positives: pd.DataFrame, top: int = 12) -> Figure:
+    """UpSet-style: bars count the samples of each correctness pattern (most common first);
+    the dot matrix below marks the models that get those samples wrong."""
+    from ..drift import failure_patterns
+
+    patterns = failure_patterns(true_positives).head(top)
+    columns = correctness_columns(true_positives)
+    fig, (bars, dots) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(patterns) + 3), 2 + 0.35 * len(columns) + 2.5),
+                                     sharex=True, gridspec_kw={"height_ratios": [3, 0.35 * len(columns) + 0.5]},
+                                     facecolor="white")
+    x = np.arange(len(patterns))
+    kept = patterns[columns].all(axis=1).to_numpy()
+    bars.bar(x, patterns["samples"], color=np.where(kept, "tab:green", "tab:gray"))
+    for xi, n in zip(x, patterns["samples"]):
+        bars.text(xi, n, str(n), ha="center", va="bottom", fontsize=8)
+    bars.set_ylabel("test samples")
+    bars.set_title("Per-model correctness patterns (green: right everywhere, kept)")
+    wrong = ~patterns[columns].to_numpy()
+    for row in range(len(columns)):
+        dots.scatter(x, np.full(len(x), row), s=40, c=np.where(wrong[:, row], "tab:red", "lightgray"))
+    dots.set_yticks(range(len(columns)), [c.removeprefix("correct_").replace("_ep", " epoch ") for c in columns])
+    dots.set_ylim(-0.5, len(columns) - 0.5)
+    dots.invert_yaxis()
+    dots.set_xticks([])
+    dots.set_xlabel("pattern (red dot: that model is wrong on these samples)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_error_heatmap(true_positives: pd.DataFrame) -> Figure:
+    """Share of each class's test samples that each (architecture, epoch) model gets wrong."""
+    columns = correctness_columns(true_positives)
+    errors = 1 - true_positives.groupby("label", sort=False)[columns].mean()
+    errors.columns = [c.removeprefix("correct_").replace("_ep", " ep ") for c in columns]
+    fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 3, 0.5 * len(errors) + 1.5), facecolor="white")
+    sns.heatmap(errors, annot=True, fmt=".2f", cmap="Reds", vmin=0, vmax=max(0.05, errors.to_numpy().max()),
+                cbar_kws={"label": "error rate"}, ax=ax)
+    ax.set_xlabel("model (architecture, epoch)")
+    ax.set_ylabel("")
+    ax.set_title("Where the filter loses samples")
+    fig.tight_layout()
+    return fig
+
+
+# -- notebook 06: Table 3, ranking, distributions -----------------------------------------------
+
+def plot_table3_comparison(run: pd.DataFrame, paper: pd.DataFrame) -> Figure:
+    """Each metric's weighted mean per architecture and method: this run (filled, with bootstrap
+    interval) beside the paper (hollow; concentration changes of unknown sign at |value|)."""
+    fig, axes = plt.subplots(1, len(DRIFT_METRICS), figsize=(4 * len(DRIFT_METRICS), 3.6), facecolor="white")
+    archs = list(dict.fromkeys(list(run["arch"]) + list(paper["arch"])))
+    methods = list(dict.fromkeys(list(run["method"]) + list(paper["method"])))
+    colors = dict(zip(methods, sns.color_palette("deep", len(methods))))
+    for ax, metric in zip(axes, DRIFT_METRICS):
+        for m_i, method in enumerate(methods):
+            offset = (m_i - (len(methods) - 1) / 2) * 0.25
+            for source, frame, filled in (("run", run, True), ("paper", paper, False)):
+                rows = frame[(frame["metric"] == metric) & (frame["method"] == method)].set_index("arch")
+                rows = rows.reindex([a for a in archs if a in rows.index])
+                x = np.array([archs.index(a) for a in rows.index]) + offset + (0.06 if not filled else -0.06)
+                mean = rows["mean"].to_numpy(dtype=float)
+                if filled and "ci_low" in rows:
+                    err = np.abs(np.vstack([mean - rows["ci_low"], rows["ci_high"] - mean]))
+                    ax.errorbar(x, mean, yerr=np.nan_to_num(err), fmt="o", color=colors[method],
+                                label=f"{METHOD_LABELS.get(method, method)} (this run)")
+                elif not filled:
+                    ax.scatter(x, mean, facecolors="none", edgecolors=colors[method], marker="s",
+                               label=f"{METHOD_LABELS.get(method, method)} (paper)")
+        ax.set_xticks(range(len(archs)), archs, rotation=20)
+        ax.set_title(METRIC_LABELS[metric])
+        ax.axhline(0, color="lightgray", lw=0.8, zorder=0)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle("Table 3: weighted means (this run: 95% bootstrap interval; paper: hollow squares)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_ranking_slopes(tables: Mapping[str, pd.DataFrame], metric: str = "overlap_iou") -> Figure:
+    """One slope chart per table (e.g. this run and the paper): each architecture's `metric`
+    mean under each method, lines joining an architecture across methods; crossing lines mean
+    the ranking reverses."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 4), squeeze=False,
+                             facecolor="white", sharey=True)
+    for ax, (title, table) in zip(axes[0], tables.items()):
+        rows = table[table["metric"] == metric]
+        methods = list(dict.fromkeys(rows["method"]))
+        palette = dict(zip(sorted(set(rows["arch"])), sns.color_palette("deep")))
+        for arch, group in rows.groupby("arch"):
+            group = group.set_index("method").reindex(methods)
+            ax.plot(range(len(methods)), group["mean"], "o-", color=palette[arch], lw=2)
+            ax.annotate(arch, (len(methods) - 1, group["mean"].iloc[-1]), xytext=(6, 0),
+                        textcoords="offset points", va="center", color=palette[arch], fontsize=9)
+        ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods])
+        ax.set_xlim(-0.3, len(methods) - 0.3)
+        ax.set_title(title)
+        ax.set_ylabel(METRIC_LABELS[metric])
+    fig.tight_layout()
+    return fig
+
+
+def plot_distributions(drift: pd.DataFrame) -> Figure:
+    """Per-sample distribution of each metric by architecture and method (box plots)."""
+    data = _method_names(drift)
+    fig, axes = plt.subplots(1, len(DRIFT_METRICS), figsize=(4 * len(DRIFT_METRICS), 3.6), facecolor="white")
+    for ax, metric in zip(axes, DRIFT_METRICS):
+        sns.boxplot(data=data, x="arch", y=metric, hue="method", ax=ax, fliersize=1.5)
+        ax.set_title(METRIC_LABELS[metric])
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(axis="x", rotation=20)
+        if ax is not axes[0] and ax.get_legend():
+            ax.get_legend().remove()
+    fig.suptitle("Per-sample drift (unweighted; each box is one architecture under one method)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class(per_class: pd.DataFrame, metric: str = "overlap_iou") -> Figure:
+    """Mean `metric` per class, architecture and method (one panel per method)."""
+    rows = _method_names(per_class[per_class["metric"] == metric])
+    methods = list(dict.fromkeys(rows["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 3.6), squeeze=False,
+                             sharey=True, facecolor="white")
+    for ax, method in zip(axes[0], methods):
+        sns.barplot(data=rows[rows["method"] == method], x="label", y="mean", hue="arch", ax=ax)
+        ax.set_title(method)
+        ax.set_xlabel("")
+        ax.set_ylabel(f"mean {METRIC_LABELS[metric]}")
+        ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return fig
+
+
+def plot_dissociation(drift: pd.DataFrame) -> Figure:
+    """Spatial displacement against overlap IoU per sample: small displacement with low IoU is
+    evidence that reorganized without moving."""
+    data = _method_names(drift)
+    methods = list(dict.fromkeys(data["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 4), squeeze=False,
+                             sharex=True, sharey=True, facecolor="white")
+    for ax, method in zip(axes[0], methods):
+        sns.scatterplot(data=data[data["method"] == method], x="spatial_displacement", y="overlap_iou",
+                        hue="arch", s=12, alpha=0.6, ax=ax, legend=ax is axes[0][0])
+        ax.set_title(method)
+        ax.set_xlabel(METRIC_LABELS["spatial_displacement"])
+        ax.set_ylabel(METRIC_LABELS["overlap_iou"])
+    fig.tight_layout()
+    return fig
+
+
+# -- overlays ------------------------------------------------------------------------------------
+
+def overlay(ax: Axes, image: np.ndarray | None, cam: np.ndarray | None, alpha: float = 0.45) -> None:
+    """A [0, 1] map over a grayscale copy of `image` (either may be None); a NaN map shows as
+    'degenerate'."""
+    if image is not None:
+        gray = np.asarray(image, dtype=float)
+        ax.imshow(gray.mean(axis=-1) if gray.ndim == 3 else gray, cmap="gray")
+    if cam is None:
+        pass
+    elif np.isfinite(cam).all():
+        ax.imshow(cam, cmap=CAM_CMAP, vmin=0, vmax=1, alpha=alpha if image is not None else 1.0)
+    else:
+        ax.text(0.5, 0.5, "degenerate", transform=ax.transAxes, ha="center", color="red")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_qualitative(images: np.ndarray, maps: Mapping[tuple[str, int], np.ndarray],
+                     labels: Sequence[str]) -> Figure:
+    """Rows: samples; columns: the image, then each (method, epoch) map over it."""
+    keys = list(maps)
+    fig, axes = plt.subplots(len(images), len(keys) + 1, figsize=(1.9 * (len(keys) + 1), 1.9 * len(images)),
+                             squeeze=False, facecolor="white")
+    for row, (image, label) in enumerate(zip(images, labels)):
+        overlay(axes[row, 0], image, None)
+        axes[row, 0].set_ylabel(label, fontsize=8)
+        for col, key in enumerate(keys, start=1):
+            overlay(axes[row, col], image, maps[key][row])
+    axes[0, 0].set_title("image", fontsize=9)
+    for col, (method, epoch) in enumerate(keys, start=1):
+        axes[0, col].set_title(f"{METHOD_LABELS.get(method, method)}\nepoch {epoch}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pair(image: np.ndarray | None, early: np.ndarray, late: np.ndarray, threshold: float,
+              epochs: tuple[int, int], title: str = "") -> Figure:
+    """One map pair: the image, both overlays, and the thresholded regions (earlier only, later
+    only, both), as the explorer shows them."""
+    fig, axes = plt.subplots(1, 4 if image is not None else 3, figsize=(11, 3), facecolor="white")
+    axes = list(axes)
+    if image is not None:
+        overlay(axes[0], image, None)
+        axes[0].set_title("image")
+        axes = axes[1:]
+    overlay(axes[0], image, early)
+    axes[0].set_title(f"epoch {epochs[0]}")
+    overlay(axes[1], image, late)
+    axes[1].set_title(f"epoch {epochs[1]}")
+    region_a, region_b = early >= threshold, late >= threshold
+    regions = np.zeros((*early.shape, 3))
+    regions[region_a & ~region_b] = (0.2, 0.4, 1.0)
+    regions[region_b & ~region_a] = (1.0, 0.5, 0.1)
+    regions[region_a & region_b] = (0.2, 0.75, 0.3)
+    axes[2].imshow(regions)
+    axes[2].set_title(f"map >= {threshold:.2f}: earlier / later / both", fontsize=8)
+    axes[2].set_xticks([])
+    axes[2].set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_toy_maps(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], values: pd.DataFrame) -> Figure:
+    """Each toy pair (earlier, later) with its four metric values written beside it."""
+    fig, axes = plt.subplots(len(pairs), 3, figsize=(9, 2.3 * len(pairs)), squeeze=False, facecolor="white",
+                             gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    for row, (name, (a, b)) in enumerate(pairs.items()):
+        overlay(axes[row, 0], None, a)
+        overlay(axes[row, 1], None, b)
+        axes[row, 0].set_ylabel(name, fontsize=9)
+        text = "\n".join(f"{col}: {values.loc[name, col]:+.3f}" for col in values.columns)
+        axes[row, 2].text(0.02, 0.5, text, va="center", family="monospace", fontsize=9)
+        axes[row, 2].axis("off")
+    axes[0, 0].set_title("earlier map")
+    axes[0, 1].set_title("later map")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,205 @@
+"""The true-positive filter and drift stages on a tiny hand-made run directory, Table 3 from a
+hand-made drift.parquet, the paper's table, the ranking reversal, and the explorer driven from Python."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cxrdrift import drift, metrics
+from cxrdrift.artifacts import RunPaths, write_config, write_npz, write_parquet
+from cxrdrift.cams import postprocess
+from cxrdrift.config import profile
+from cxrdrift.data import CLASSES, load_index
+
+ARCHS = ("DenseNet201", "ResNet50V2")
+METHODS = ("layercam", "gradcampp")
+
+
+def write_dataset(root):
+    """Two tiny PNGs per class in every split; returns the test sample ids (sorted)."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        for label in CLASSES:
+            (root / split / label).mkdir(parents=True)
+            for k in range(2):
+                Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(
+                    root / split / label / f"img_{k}.png")
+    return list(load_index(root).split("test")["sample_id"])
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run directory with predictions and raw 3x3 maps for both compared epochs.
+
+    Sample 0 is misclassified by ResNet50V2 at the late epoch (so it is dropped); sample 1's
+    early LayerCAM map is flat (degenerate); sample 2's maps are identical across epochs."""
+    config = profile("smoke", run_dir=str(tmp_path / "run"), architectures=ARCHS,
+                     cam_samples="true_positives", image_size=8, bootstrap_samples=50)
+    paths = RunPaths.of(config)
+    ids = write_dataset(paths.data)
+    labels = [sid.split("/")[1] for sid in ids]
+    label_index = [CLASSES.index(label) for label in labels]
+    rows = []
+    for arch in ARCHS:
+        for epoch in (1, 2, 3):
+            for i, (sid, label, li) in enumerate(zip(ids, labels, label_index)):
+                predicted = (li + 1) % 5 if (arch, epoch, i) == ("ResNet50V2", 3, 0) else li
+                logits = {f"logit_{c}": float(c == predicted) for c in range(5)}
+                rows.append({"arch": arch, "epoch": epoch, "sample_id": sid, "label": label,
+                             "label_index": li, **logits})
+    write_parquet(paths.predictions, pd.DataFrame(rows))
+    rng = np.random.default_rng(1)
+    raw = {}
+    for arch in ARCHS:
+        for epoch in config.compared_epochs:
+            maps = {m: rng.random((len(ids), 3, 3)).astype(np.float32) for m in METHODS}
+            raw[arch, epoch] = maps
+        raw[arch, 1]["layercam"][1] = 0.25
+        for m in METHODS:
+            raw[arch, 3][m][2] = raw[arch, 1][m][2]
+        for epoch in config.compared_epochs:  # stored in reverse order: the stage must align by id
+            write_npz(paths.cams(arch, epoch), {"sample_id": np.array(ids[::-1]),
+                                                **{m: a[::-1] for m, a in raw[arch, epoch].items()}})
+    return config, ids, raw
+
+
+def test_true_positive_filter_stage(run):
+    config, ids, _ = run
+    tp = drift.run_true_positive_filter(config)
+    assert list(tp["sample_id"]) == ids
+    assert list(tp["kept"]) == [False] + [True] * 9
+    assert not tp.loc[0, "correct_ResNet50V2_ep03"] and tp.loc[0, "correct_ResNet50V2_ep01"]
+    stored = pd.read_parquet(RunPaths.of(config).true_positives)
+    pd.testing.assert_frame_equal(stored, tp)
+    summary = drift.true_positive_summary(tp)
+    assert summary.loc["All classes", "kept"] == 9 and summary.loc["All classes", "test"] == 10
+    assert summary.loc[tp.loc[0, "label"], "kept_pct"] == 50.0
+    assert drift.failure_patterns(tp)["samples"].tolist() == [9, 1]
+
+
+def test_drift_stage_values_alignment_and_resume(run):
+    config, ids, raw = run
+    drift.run_true_positive_filter(config)
+    frame = drift.run_drift_stage(config)
+    assert len(frame) == len(ARCHS) * len(METHODS) * 9
+    assert ids[0] not in set(frame["sample_id"])
+    one = frame[(frame["arch"] == "ResNet50V2") & (frame["method"] == "gradcampp")].set_index("sample_id")
+    early = postprocess(raw["ResNet50V2", 1]["gradcampp"][1:], (8, 8))
+    late = postprocess(raw["ResNet50V2", 3]["gradcampp"][1:], (8, 8))
+    expected = metrics.drift_metrics(early, late, config.threshold)
+    for name, values in expected.items():
+        np.testing.assert_allclose(one.loc[ids[1:], name], values, rtol=1e-6)
+    same = one.loc[ids[2]]
+    assert (same["spatial_displacement"], same["overlap_iou"], same["concentration_change"]) == (
+        pytest.approx(0, abs=1e-9), 1.0, pytest.approx(0, abs=1e-9))
+    flat = frame[(frame["method"] == "layercam") & (frame["sample_id"] == ids[1])]
+    assert flat["degenerate_early"].all() and not flat["degenerate_late"].any()
+    assert flat[list(metrics.DRIFT_METRICS)].isna().all().all()
+    # same config and inputs: skipped; another threshold: recomputed
+    path = RunPaths.of(config).drift
+    stamp = path.stat().st_mtime_ns
+    drift.run_drift_stage(config)
+    assert path.stat().st_mtime_ns == stamp
+    again = drift.run_drift_stage(config.replace(threshold=0.9))
+    assert not np.allclose(again["overlap_iou"].fillna(-1), frame["overlap_iou"].fillna(-1))
+
+
+def test_drift_stage_missing_map_is_a_clear_error(run):
+    config, ids, raw = run
+    drift.run_true_positive_filter(config)
+    paths = RunPaths.of(config)
+    write_npz(paths.cams("DenseNet201", 3), {"sample_id": np.array(ids[:5]),
+                                             **{m: a[:5] for m, a in raw["DenseNet201", 3].items()}})
+    with pytest.raises(drift.DriftError, match=r"epoch_03.npz has no map for 5 of 9"):
+        drift.run_drift_stage(config)
+
+
+def test_table3_from_hand_made_drift(tmp_path):
+    config = profile("smoke", run_dir=str(tmp_path), cam_samples="true_positives", bootstrap_samples=200)
+    paths = RunPaths.of(config)
+    # whole test set: 1 Normal, 3 Pneumonia -> weights 0.75, 0.25
+    write_parquet(paths.true_positives, pd.DataFrame({
+        "sample_id": ["n1", "p1", "p2", "p3"], "label": ["Normal"] + ["Pneumonia"] * 3,
+        "kept": [True, True, True, False]}))
+    rows = []
+    for arch, iou in (("DenseNet201", [1.0, 0.0, 0.5, 0.9]), ("InceptionV3", [0.2, 0.4, np.nan, 0.1])):
+        for method, shift in (("layercam", 0.0), ("gradcampp", 0.3 if arch == "DenseNet201" else 0.0)):
+            for sid, label, kept, value in zip(["n1", "p1", "p2", "p3"], ["Normal"] + ["Pneumonia"] * 3,
+                                               [True, True, True, False], iou):
+                rows.append({"arch": arch, "method": method, "sample_id": sid, "label": label, "kept": kept,
+                             "spatial_displacement": 0.1, "overlap_iou": value - shift,
+                             "pattern_correlation": 0.5, "concentration_change": -0.2})
+    write_parquet(paths.drift, pd.DataFrame(rows))
+    table = drift.table3(config)
+    cell = table[(table["method"] == "layercam") & (table["arch"] == "DenseNet201")
+                 & (table["metric"] == "overlap_iou")].iloc[0]
+    assert cell["mean"] == pytest.approx((0.75 * 1.0 + 0.25 * 0.0 + 0.25 * 0.5) / 1.25)
+    assert (cell["n"], cell["n_dropped"]) == (3, 0)
+    assert cell["ci_low"] <= cell["mean"] <= cell["ci_high"]
+    incep = table[(table["method"] == "layercam") & (table["arch"] == "InceptionV3")
+                  & (table["metric"] == "overlap_iou")].iloc[0]
+    assert (incep["n"], incep["n_dropped"]) == (2, 1)
+    assert incep["mean"] == pytest.approx((0.75 * 0.2 + 0.25 * 0.4) / 1.0)
+    # DenseNet 0.7 vs Inception 0.25 under LayerCAM; 0.4 vs 0.25 under Grad-CAM++: same order
+    assert drift.ranking(table) == {"layercam": ["DenseNet201", "InceptionV3"],
+                                    "gradcampp": ["DenseNet201", "InceptionV3"]}
+    assert not drift.ranking_reversal(table).reversed
+    per_class = drift.per_class_table(config)
+    normal = per_class[(per_class["label"] == "Normal") & (per_class["metric"] == "overlap_iou")
+                       & (per_class["arch"] == "DenseNet201") & (per_class["method"] == "gradcampp")]
+    assert normal["mean"].item() == pytest.approx(0.7) and normal["n"].item() == 1
+    wide = drift.table3_wide(table)
+    assert wide.loc[("LayerCAM", "DenseNet201"), "Overlap IoU"].startswith("0.700 ± ")
+
+
+def test_paper_table3_and_its_ranking_reversal():
+    paper = drift.paper_table3()
+    assert len(paper) == 6 * 4
+    conc = paper[paper["metric"] == "concentration_change"].set_index(["method", "arch"])
+    assert conc.loc[("gradcampp", "ResNet50V2"), "mean"] == -0.516
+    assert conc["sign_known"].sum() == 1
+    assert paper.loc[paper["metric"] != "concentration_change", "sign_known"].all()
+    result = drift.ranking_reversal(paper)
+    assert result.reversed and result.swapped == [("DenseNet201", "InceptionV3")]
+    assert result.orders["layercam"] == ["InceptionV3", "DenseNet201", "ResNet50V2"]
+    assert "|0.050|" in drift.table3_wide(paper).loc[("LayerCAM", "DenseNet201"), "Conc. change"]
+
+
+def test_toy_maps_show_what_each_metric_notices():
+    values = drift.toy_metric_table(drift.toy_map_pairs((40, 56)))
+    split, shifted, blurred = (values.loc[k] for k in ("same centre, split in two", "shifted", "blurred"))
+    assert split["Spatial disp."] < 1e-9 and split["Overlap IoU"] < 0.1
+    assert shifted["Spatial disp."] > 0.1 and abs(shifted["Conc. change"]) < 0.01
+    assert blurred["Spatial disp."] < 1e-9 and blurred["Pattern corr."] > 0.9 and blurred["Conc. change"] > 0.3
+    assert values.loc["identical"].tolist() == pytest.approx([0.0, 1.0, 1.0, 0.0])
+
+
+def test_explorer_driven_from_python(run):
+    from cxrdrift.explorer import DriftExplorer
+
+    config, ids, _ = run
+    drift.run_true_positive_filter(config)
+    drift.run_drift_stage(config)
+    write_config(config)
+    explorer = DriftExplorer.from_run(config.run_dir)
+    assert explorer.sample.value != ids[0]  # dropped by the filter: not offered
+    explorer.sample.value = ids[4]
+    stored = drift.load_drift(config).set_index(["arch", "method", "sample_id"])
+    first = dict(explorer.values)
+    key = (explorer.arch.value, explorer.method.value, explorer.sample.value)
+    assert first["overlap_iou"] == pytest.approx(stored.loc[key, "overlap_iou"])
+    assert ids[4] in explorer.figure.get_suptitle()
+    explorer.threshold.value = 0.95
+    assert explorer.values["overlap_iou"] != first["overlap_iou"]
+    assert explorer.values["pattern_correlation"] == pytest.approx(first["pattern_correlation"])
+    explorer.method.value = "gradcampp"
+    explorer.arch.value = "ResNet50V2"
+    explorer.threshold.value = config.threshold
+    explorer.sample.value = ids[3]
+    assert explorer.values["spatial_displacement"] == pytest.approx(
+        stored.loc[("ResNet50V2", "gradcampp", ids[3]), "spatial_displacement"])
+    assert "Overlap IoU" in explorer.table.value and ids[3] in explorer.figure.get_suptitle()
+    assert "ResNet50V2, Grad-CAM++" in explorer.figure.get_suptitle()
+    assert explorer._images[ids[3]].shape == (8, 8, 3)
