@@ -177,6 +177,13 @@ def evaluate_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["finding", "paper", "this_run", "verdict", "evidence"])
 
 
+def finding_markdown(findings: pd.DataFrame, number: int) -> str:
+    """Finding `number` (1-based) of an `evaluate_table` result as a short Markdown block."""
+    row = findings.iloc[number - 1]
+    return (f"**{row['finding']}** — verdict: **{row['verdict']}**\n\n"
+            f"- the paper: {row['paper']}\n- this run: {row['this_run']}\n- test: {row['evidence']}\n")
+
+
 def evaluate_findings(config: RunConfig) -> pd.DataFrame:
     """`evaluate_table` on this run's Table 3 (`cxrdrift.drift.table3(config)`)."""
     from .drift import table3
@@ -186,4 +193,4 @@ def evaluate_findings(config: RunConfig) -> pd.DataFrame:
 
 __all__ = ["REPRODUCED", "NOT_REPRODUCED", "NOT_TESTABLE", "SMALL_DISPLACEMENT", "STRONG_IOU_SPREAD",
            "METHOD_SENSITIVE", "MIN_SAMPLES", "FINDINGS", "paper_table3", "evaluate_table",
-           "evaluate_findings"]
+           "finding_markdown", "evaluate_findings"]
