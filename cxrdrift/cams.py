@@ -1,0 +1,324 @@
+"""Grad-CAM, Grad-CAM++ and LayerCAM from one fused pass; post-processing; the CAM stage.
+
+One compiled pass per batch gives the target layer's activations `A` (N, h, w, K) and the
+gradient `g` of each sample's target-class logit with respect to them. Every method is a small
+function of that same pair (formulas in DESIGN.md, "Conventions"):
+
+- Grad-CAM:   relu(sum_k mean_ij(g_k) A_k)
+- Grad-CAM++: alpha = g² / (2g² + sum_ij(A_k) g³), w_k = sum_ij alpha relu(g), relu(sum_k w_k A_k)
+              (`alpha_norm=True` also divides alpha by its spatial sum per channel)
+- LayerCAM:   relu(sum_k relu(g_k) A_k)
+
+Samples in a batch are independent (BatchNorm runs in inference mode), so the gradient of the
+batch's summed target logits is each sample's own gradient.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import weakref
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from .artifacts import RunPaths, read_npz, write_npz
+from .config import CAM_METHODS, RunConfig
+from .models import TARGET_LAYERS, build_model, check_architecture
+
+DEGENERATE_SPAN = 1e-12
+_STAMP_KEY = "stamp"
+
+
+class CamError(ValueError):
+    """Inputs the CAM engine cannot explain: unknown layer or method, mismatched shapes."""
+
+
+# -- the methods: each derives its map from (A, g) -----------------------------------------
+
+def _weighted_sum(weights: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
+    """relu(sum_k weights_k * A_k); `weights` broadcasts against A (N, h, w, K)."""
+    return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
+
+
+def gradcam_map(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
+    """Grad-CAM: channel weights are the spatially averaged gradients."""
+    return _weighted_sum(tf.reduce_mean(gradients, axis=(1, 2), keepdims=True), activations)
+
+
+def layercam_map(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
+    """LayerCAM: every position weighted by its own positive gradient."""
+    return _weighted_sum(tf.nn.relu(gradients), activations)
+
+
+def _finite_or_zero(values: tf.Tensor) -> tf.Tensor:
+    return tf.where(tf.math.is_finite(values), values, tf.zeros_like(values))
+
+
+def gradcampp_alpha(activations: tf.Tensor, gradients: tf.Tensor, alpha_norm: bool = False) -> tf.Tensor:
+    """Grad-CAM++'s closed-form alpha (exponential score), 0 where g = 0.
+
+    At layers before the last BatchNorm + ReLU (DenseNet201, ResNet50V2) activations can be
+    negative, so `2g² + sum_ij(A) g³` can vanish or change sign. Where it is exactly zero, or
+    where the ratio is not finite, alpha is set to 0; near-zero denominators keep the large
+    finite alphas the formula gives.
+    """
+    g2 = tf.square(gradients)
+    activation_sums = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+    alpha = _finite_or_zero(tf.math.divide_no_nan(g2, 2.0 * g2 + activation_sums * g2 * gradients))
+    if alpha_norm:
+        totals = tf.reduce_sum(alpha, axis=(1, 2), keepdims=True)
+        alpha = _finite_or_zero(alpha / tf.where(totals == 0.0, tf.ones_like(totals), totals))
+    return alpha
+
+
+def gradcampp_map(activations: tf.Tensor, gradients: tf.Tensor, alpha_norm: bool = False) -> tf.Tensor:
+    """Grad-CAM++: channel weights sum alpha-weighted positive gradients over space."""
+    alpha = gradcampp_alpha(activations, gradients, alpha_norm)
+    weights = tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=(1, 2), keepdims=True)
+    return _weighted_sum(weights, activations)
+
+
+def _method(name: str, alpha_norm: bool) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    if name == "gradcampp":
+        return functools.partial(gradcampp_map, alpha_norm=alpha_norm)
+    return {"gradcam": gradcam_map, "layercam": layercam_map}[name]
+
+
+# -- the fused pass --------------------------------------------------------------------------
+
+def _layer_error(model: keras.Model, layer_name: str) -> CamError:
+    names = [layer.name for layer in model.layers]
+    close = difflib.get_close_matches(layer_name, names, n=5, cutoff=0.4)
+    hint = f"; close names: {', '.join(close)}" if close else ""
+    return CamError(f"model {model.name!r} has no layer named {layer_name!r}{hint}")
+
+
+class FusedCamPass:
+    """Activations and target-logit gradients at one layer, compiled once per (model, layer)."""
+
+    def __init__(self, model: keras.Model, layer_name: str) -> None:
+        if len(model.inputs) != 1:
+            raise CamError(f"model {model.name!r} has {len(model.inputs)} inputs; the CAM engine takes one image input")
+        if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+            shapes = [tuple(output.shape) for output in model.outputs]
+            raise CamError(f"model {model.name!r} must have one 2-D logits output (batch, classes), "
+                           f"got outputs of shape {shapes}")
+        try:
+            layer = model.get_layer(layer_name)
+        except ValueError:
+            raise _layer_error(model, layer_name) from None
+        if len(layer.output.shape) != 4:
+            raise CamError(f"layer {layer_name!r} outputs shape {tuple(layer.output.shape)}; CAMs need a "
+                           "4-D (batch, height, width, channels) feature map")
+        self.layer_name = layer_name
+        self.num_classes = int(model.outputs[0].shape[-1])
+        self.input_shape = tuple(model.inputs[0].shape[1:])
+        self.map_shape = tuple(int(d) for d in layer.output.shape[1:3])
+        self._features = keras.Model(model.inputs[0], [layer.output, model.outputs[0]])
+        self._compiled: dict[tuple[tuple[str, ...], bool], Callable] = {}
+
+    def _compile(self, methods: tuple[str, ...], alpha_norm: bool) -> Callable:
+        key = (methods, alpha_norm)
+        if key not in self._compiled:
+            derive = {name: _method(name, alpha_norm) for name in methods}
+            signature = (tf.TensorSpec((None, *self.input_shape), tf.float32),
+                         tf.TensorSpec((None,), tf.int32))
+
+            @tf.function(input_signature=signature)
+            def maps(images: tf.Tensor, class_indices: tf.Tensor) -> dict[str, tf.Tensor]:
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(images)
+                    activations, logits = self._features(images, training=False)
+                    target = tf.reduce_sum(tf.gather(logits, class_indices, axis=1, batch_dims=1))
+                gradients = tape.gradient(target, activations)
+                activations = tf.cast(activations, tf.float32)
+                gradients = tf.cast(gradients, tf.float32)
+                return {name: fn(activations, gradients) for name, fn in derive.items()}
+
+            self._compiled[key] = maps
+        return self._compiled[key]
+
+    def run(self, batches: Iterable[tuple[np.ndarray, np.ndarray]], methods: Sequence[str],
+            alpha_norm: bool = False) -> dict[str, np.ndarray]:
+        """Raw maps (N, h, w) float32 per method over (images, class_indices) batches."""
+        methods = check_methods(methods)
+        compiled = self._compile(methods, bool(alpha_norm))
+        chunks: dict[str, list[np.ndarray]] = {name: [] for name in methods}
+        for images, class_indices in batches:
+            out = compiled(tf.convert_to_tensor(images, tf.float32),
+                           tf.convert_to_tensor(class_indices, tf.int32))
+            for name in methods:
+                chunks[name].append(out[name].numpy())
+        empty = np.zeros((0, *self.map_shape), np.float32)
+        return {name: np.concatenate(parts) if parts else empty for name, parts in chunks.items()}
+
+
+_PASSES: "weakref.WeakKeyDictionary[keras.Model, dict[str, FusedCamPass]]" = weakref.WeakKeyDictionary()
+
+
+def fused_pass(model: keras.Model, layer_name: str) -> FusedCamPass:
+    """The cached fused pass of `model` at `layer_name` (built and compiled once)."""
+    per_model = _PASSES.setdefault(model, {})
+    if layer_name not in per_model:
+        per_model[layer_name] = FusedCamPass(model, layer_name)
+    return per_model[layer_name]
+
+
+def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    unknown = [m for m in methods if m not in CAM_METHODS]
+    if unknown or not methods:
+        raise CamError(f"unknown CAM method {unknown[0] if unknown else '(none given)'!r}; "
+                       f"choose from {', '.join(CAM_METHODS)}")
+    return tuple(dict.fromkeys(methods))
+
+
+def _array_batches(images: np.ndarray, class_indices: np.ndarray,
+                   batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size], class_indices[start:start + batch_size]
+
+
+def compute_cams(model: keras.Model, images: np.ndarray, class_indices: Sequence[int], layer_name: str,
+                 methods: Sequence[str] = CAM_METHODS, alpha_norm: bool = False,
+                 batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Raw maps (N, h, w) float32 at `layer_name` for each method, from one fused pass per batch.
+
+    `images` are preprocessed model inputs (N, H, W, C); `class_indices` the target class of each.
+    """
+    passer = fused_pass(model, layer_name)
+    methods = check_methods(methods)
+    images = np.asarray(images, np.float32)
+    class_indices = np.asarray(class_indices)
+    if images.ndim != 4 or any(d is not None and d != s for d, s in zip(passer.input_shape, images.shape[1:])):
+        raise CamError(f"images of shape {images.shape} do not fit the model input (N, "
+                       f"{', '.join(str(d) for d in passer.input_shape)})")
+    if class_indices.ndim != 1 or len(class_indices) != len(images):
+        raise CamError(f"got {len(images)} images but class_indices of shape {class_indices.shape}; "
+                       "give one target class per image")
+    if not np.issubdtype(class_indices.dtype, np.integer) and len(class_indices):
+        raise CamError(f"class_indices must be integers, got dtype {class_indices.dtype}")
+    bad = class_indices[(class_indices < 0) | (class_indices >= passer.num_classes)]
+    if len(bad):
+        raise CamError(f"class index {int(bad[0])} is out of range for a model with "
+                       f"{passer.num_classes} classes")
+    if batch_size < 1:
+        raise CamError(f"batch_size must be positive, got {batch_size}")
+    return passer.run(_array_batches(images, class_indices.astype(np.int32), batch_size), methods, alpha_norm)
+
+
+# -- post-processing ---------------------------------------------------------------------------
+
+def degenerate_mask(raw: np.ndarray) -> np.ndarray:
+    """True for each map (N, h, w) -> (N,) that is constant (max − min < 1e-12) or not finite."""
+    maps = np.asarray(raw, np.float64)
+    maps = maps[None] if maps.ndim == 2 else maps
+    span = maps.max(axis=(1, 2)) - maps.min(axis=(1, 2))
+    return ~np.isfinite(span) | (span < DEGENERATE_SPAN)
+
+
+def postprocess(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (no antialias) to `size`, then per-map min–max to [0, 1].
+
+    Degenerate maps come back all NaN, so every metric on them is NaN and they can be counted.
+    Accepts (N, h, w) or one (h, w) map and returns the same rank.
+    """
+    raw = np.asarray(raw, np.float32)
+    single = raw.ndim == 2
+    maps = raw[None] if single else raw
+    if maps.ndim != 3:
+        raise CamError(f"expected maps of shape (N, h, w) or (h, w), got {raw.shape}")
+    resized = tf.image.resize(maps[..., None], tuple(size), method="bilinear",
+                              antialias=False)[..., 0].numpy().astype(np.float64)
+    low = resized.min(axis=(1, 2), keepdims=True)
+    span = resized.max(axis=(1, 2), keepdims=True) - low
+    degenerate = degenerate_mask(maps) | ~np.isfinite(span[:, 0, 0]) | (span[:, 0, 0] < DEGENERATE_SPAN)
+    out = ((resized - low) / np.where(degenerate[:, None, None], 1.0, span)).astype(np.float32)
+    out[degenerate] = np.nan
+    return out[0] if single else out
+
+
+# -- the stage ---------------------------------------------------------------------------------
+
+def cam_samples(config: RunConfig, test: pd.DataFrame) -> pd.DataFrame:
+    """The test samples that get maps: the kept true positives, or all when `cam_samples="all"`."""
+    if config.cam_samples == "all":
+        return test
+    path = RunPaths.of(config).true_positives
+    if not path.exists():
+        raise CamError(f"{path} is missing: run the true-positive filter before the CAM stage")
+    kept = pd.read_parquet(path, columns=["sample_id", "kept"])
+    ids = set(kept.loc[kept["kept"].astype(bool), "sample_id"].astype(str))
+    return test[test["sample_id"].astype(str).isin(ids)]
+
+
+def _stamp(config: RunConfig, arch: str, epoch: int, sample_ids: np.ndarray, weights: Path) -> str:
+    """What determines one CAM file: methods, alpha_norm, samples, input size, checkpoint."""
+    info = weights.stat()
+    return json.dumps({
+        "arch": arch, "epoch": epoch, "layer": _target_layer(arch), "methods": list(config.cam_methods),
+        "alpha_norm": config.alpha_norm, "image_size": config.image_size,
+        "samples": hashlib.sha256("\n".join(sample_ids).encode()).hexdigest(),
+        "weights": {"name": weights.name, "size": info.st_size, "mtime_ns": info.st_mtime_ns},
+    }, sort_keys=True)
+
+
+def _target_layer(arch: str) -> str:
+    check_architecture(arch)
+    return TARGET_LAYERS[arch]
+
+
+def _stored_stamp(path: Path) -> str | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data[_STAMP_KEY]) if _STAMP_KEY in data.files else None
+    except (OSError, ValueError):
+        return None
+
+
+def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
+    """Write `cams/<arch>/epoch_NN.npz` for every architecture and CAM epoch; skip files already
+    computed for the same config and checkpoint. Returns the files' paths."""
+    from . import data  # imported here: the data stage pulls in the synthetic generator
+
+    paths = RunPaths.of(config)
+    samples = cam_samples(config, data.prepare(config).split("test"))
+    sample_ids = samples["sample_id"].astype(str).to_numpy()
+    written = []
+    for arch in config.architectures:
+        layer = _target_layer(arch)
+        model = None
+        for epoch in config.cam_epoch_list():
+            target, weights = paths.cams(arch, epoch), paths.weights(arch, epoch)
+            written.append(target)
+            if not weights.exists():
+                raise CamError(f"checkpoint {weights} is missing: train {arch} before the CAM stage")
+            stamp = _stamp(config, arch, epoch, sample_ids, weights)
+            if not force and target.exists() and _stored_stamp(target) == stamp:
+                continue
+            model = model or build_model(arch, config.image_size, None)
+            model.load_weights(weights)
+            dataset = data.make_dataset(samples, arch, config.image_size, config.cam_batch_size,
+                                        with_labels=True)
+            batches = tqdm(dataset.as_numpy_iterator(), desc=f"CAMs {arch} epoch {epoch}",
+                           total=-(-len(samples) // config.cam_batch_size), unit="batch")
+            maps = fused_pass(model, layer).run(batches, config.cam_methods, config.alpha_norm)
+            write_npz(target, {"sample_id": sample_ids, **maps, _STAMP_KEY: np.array(stamp)})
+    return written
+
+
+def load_cams(config: RunConfig, arch: str, epoch: int) -> dict[str, np.ndarray]:
+    """`sample_id` and the raw maps per method of one CAM file (loaded without pickle)."""
+    path = RunPaths.of(config).cams(arch, epoch)
+    if not path.exists():
+        raise CamError(f"{path} is missing: run the CAM stage first")
+    arrays = read_npz(path)
+    arrays.pop(_STAMP_KEY, None)
+    return arrays

@@ -1,0 +1,233 @@
+"""The CAM engine: hand-computed maps, NumPy closed forms, tf-keras-vis agreement, real backbones."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from cxrdrift import cams
+from cxrdrift.models import TARGET_LAYERS, build_model
+
+tkv_scores = pytest.importorskip("tf_keras_vis.utils.scores")
+from tf_keras_vis.gradcam import Gradcam  # noqa: E402
+from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus  # noqa: E402
+from tf_keras_vis.layercam import Layercam  # noqa: E402
+
+TOLERANCE = 1e-4
+
+
+# -- a model small enough to compute by hand ---------------------------------------------------
+# The input itself is the target layer (identity), then global average pooling and a Dense head,
+# so g_k = W_ck / (h·w) is constant over space.
+HAND_A0 = np.array([[1.0, 2.0], [3.0, 4.0]])
+HAND_A1 = np.array([[0.0, 1.0], [1.0, 0.0]])
+HAND_W = np.array([[4.0, -4.0], [-4.0, 8.0]])  # rows: channels, columns: classes
+
+
+def hand_model() -> keras.Model:
+    inputs = keras.Input((2, 2, 2), name="image")
+    features = keras.layers.Activation("linear", name="features")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    logits = keras.layers.Dense(2, name="logits")(pooled)
+    model = keras.Model(inputs, logits)
+    model.get_layer("logits").set_weights([HAND_W, np.zeros(2)])
+    return model
+
+
+def test_hand_computed_maps() -> None:
+    image = np.stack([HAND_A0, HAND_A1], axis=-1)[None].astype(np.float32)
+    images = np.concatenate([image, image])
+    maps = cams.compute_cams(hand_model(), images, [0, 1], "features")
+    normed = cams.compute_cams(hand_model(), images, [0, 1], "features", methods=["gradcampp"],
+                               alpha_norm=True)["gradcampp"]
+    # class 0: g = (1, -1)
+    np.testing.assert_allclose(maps["gradcam"][0], [[1, 1], [2, 4]], atol=1e-6)      # relu(A0 - A1)
+    np.testing.assert_allclose(maps["layercam"][0], HAND_A0, atol=1e-6)              # relu(g) = (1, 0)
+    np.testing.assert_allclose(maps["gradcampp"][0], HAND_A0 / 3, atol=1e-6)        # alpha = 1/(2+10), w0 = 4/12
+    np.testing.assert_allclose(normed[0], HAND_A0, atol=1e-6)                       # alpha = 1/4, w0 = 1
+    # class 1: g = (-1, 2)
+    np.testing.assert_allclose(maps["gradcam"][1], np.zeros((2, 2)), atol=1e-6)      # relu(-A0 + 2 A1) = 0
+    np.testing.assert_allclose(maps["layercam"][1], 2 * HAND_A1, atol=1e-6)
+    np.testing.assert_allclose(maps["gradcampp"][1], 4 / 3 * HAND_A1, atol=1e-6)    # alpha = 4/24, w1 = 4·2/6
+    assert all(m.dtype == np.float32 and m.shape == (2, 2, 2) for m in maps.values())
+
+
+# -- small convolutional model: NumPy closed forms and tf-keras-vis -----------------------------
+
+@pytest.fixture(scope="module")
+def small_model() -> keras.Model:
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", name="features")(x)  # may be negative
+    x = keras.layers.Conv2D(5, 1, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="logits")(x))
+
+
+@pytest.fixture(scope="module")
+def small_batch() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(7, 16, 16, 3)).astype(np.float32), np.array([0, 1, 2, 3, 0, 1, 2])
+
+
+def numpy_reference(model: keras.Model, layer: str, images: np.ndarray, classes: np.ndarray,
+                    alpha_norm: bool) -> dict[str, np.ndarray]:
+    """The DESIGN formulas in NumPy on (A, g) taken one sample at a time, eagerly."""
+    sub = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
+    out = {"gradcam": [], "gradcampp": [], "layercam": []}
+    for image, c in zip(images, classes):
+        with tf.GradientTape() as tape:
+            x = tf.constant(image[None])
+            tape.watch(x)
+            a, logits = sub(x, training=False)
+            score = logits[0, int(c)]
+        A = a.numpy()[0].astype(np.float64)
+        g = tape.gradient(score, a).numpy()[0].astype(np.float64)
+        out["gradcam"].append(np.maximum((A * g.mean(axis=(0, 1))).sum(-1), 0))
+        out["layercam"].append(np.maximum((A * np.maximum(g, 0)).sum(-1), 0))
+        denominator = 2 * g**2 + A.sum(axis=(0, 1)) * g**3
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = np.where(denominator != 0, g**2 / denominator, 0.0)
+            if alpha_norm:
+                total = alpha.sum(axis=(0, 1))
+                alpha = alpha / np.where(total != 0, total, 1.0)
+        weights = (alpha * np.maximum(g, 0)).sum(axis=(0, 1))
+        out["gradcampp"].append(np.maximum((A * weights).sum(-1), 0))
+    return {name: np.stack(maps) for name, maps in out.items()}
+
+
+@pytest.mark.parametrize("alpha_norm", [False, True])
+def test_matches_numpy_closed_form(small_model, small_batch, alpha_norm) -> None:
+    images, classes = small_batch
+    ours = cams.compute_cams(small_model, images, classes, "features", alpha_norm=alpha_norm)
+    expected = numpy_reference(small_model, "features", images, classes, alpha_norm)
+    for name in cams.CAM_METHODS:
+        scale = np.abs(expected[name]).max()
+        np.testing.assert_allclose(ours[name], expected[name], atol=1e-5 * scale, rtol=1e-4, err_msg=name)
+    assert not np.allclose(ours["gradcampp"], ours["layercam"])
+
+
+def test_batching_does_not_change_maps(small_model, small_batch) -> None:
+    images, classes = small_batch
+    whole = cams.compute_cams(small_model, images, classes, "features", batch_size=32)
+    for batch_size in (1, 3):
+        parts = cams.compute_cams(small_model, images, classes, "features", batch_size=batch_size)
+        for name in cams.CAM_METHODS:
+            np.testing.assert_allclose(parts[name], whole[name], rtol=1e-5, atol=1e-6)
+    single = cams.compute_cams(small_model, images[:1], classes[:1], "features", methods=["layercam"])
+    np.testing.assert_allclose(single["layercam"][0], whole["layercam"][0], rtol=1e-5, atol=1e-6)
+
+
+def tf_keras_vis_maps(model: keras.Model, layer: str, images: np.ndarray, classes: np.ndarray,
+                      methods=("gradcam", "gradcampp", "layercam")) -> dict[str, np.ndarray]:
+    """tf-keras-vis on the logits model at exactly `layer` (no conv-layer seeking), raw maps."""
+    score = tkv_scores.CategoricalScore([int(c) for c in classes])
+    options = dict(penultimate_layer=layer, seek_penultimate_conv_layer=False, expand_cam=False,
+                   normalize_cam=False)
+    makers = {"gradcam": Gradcam, "gradcampp": GradcamPlusPlus, "layercam": Layercam}
+    return {name: np.asarray(makers[name](model, clone=False)(score, images, **options)) for name in methods}
+
+
+def assert_agree_after_postprocess(ours: dict, reference: dict, size: tuple[int, int]) -> None:
+    for name, maps in reference.items():
+        np.testing.assert_allclose(cams.postprocess(ours[name], size), cams.postprocess(maps, size),
+                                   atol=TOLERANCE, err_msg=name)
+
+
+def test_matches_tf_keras_vis_small_model(small_model, small_batch) -> None:
+    images, classes = small_batch
+    ours = cams.compute_cams(small_model, images, classes, "features", alpha_norm=True)
+    assert_agree_after_postprocess(ours, tf_keras_vis_maps(small_model, "features", images, classes),
+                                   (16, 16))
+
+
+# -- post-processing -------------------------------------------------------------------------------
+
+def test_postprocess_resizes_and_normalizes() -> None:
+    raw = np.array([[[0.0, 2.0], [4.0, 6.0]], [[3.0, 3.0], [3.0, 3.0]]], np.float32)
+    out = cams.postprocess(raw, (4, 4))
+    assert out.shape == (2, 4, 4) and out.dtype == np.float32
+    # half-pixel bilinear upsampling of [[0, 2], [4, 6]], then min-max
+    expected = np.array([0.0, 0.5, 1.5, 2.0])[None, :] + np.array([0.0, 1.0, 3.0, 4.0])[:, None]
+    np.testing.assert_allclose(out[0], expected / 6.0, atol=1e-6)
+    assert np.isnan(out[1]).all()
+    np.testing.assert_array_equal(cams.degenerate_mask(raw), [False, True])
+    np.testing.assert_allclose(cams.postprocess(raw[0], (4, 4)), out[0])
+    assert cams.degenerate_mask(np.full((3, 3), 1e-13) + np.eye(3) * 1e-13).all()
+
+
+# -- clear errors ----------------------------------------------------------------------------------
+
+def test_clear_errors(small_model, small_batch) -> None:
+    images, classes = small_batch
+    with pytest.raises(cams.CamError, match="no layer named 'featurs'.*features"):
+        cams.compute_cams(small_model, images, classes, "featurs")
+    pool = [layer.name for layer in small_model.layers if "pooling" in layer.name][0]
+    with pytest.raises(cams.CamError, match="4-D"):
+        cams.compute_cams(small_model, images, classes, pool)
+    with pytest.raises(cams.CamError, match="7 images"):
+        cams.compute_cams(small_model, images, classes[:3], "features")
+    with pytest.raises(cams.CamError, match="class index 4 is out of range"):
+        cams.compute_cams(small_model, images, np.full(7, 4), "features")
+    with pytest.raises(cams.CamError, match="unknown CAM method 'scorecam'"):
+        cams.compute_cams(small_model, images, classes, "features", methods=["layercam", "scorecam"])
+    with pytest.raises(cams.CamError, match="do not fit the model input"):
+        cams.compute_cams(small_model, images[:, :8], classes, "features")
+    feature_model = keras.Model(small_model.inputs, small_model.get_layer("features").output)
+    with pytest.raises(cams.CamError, match="2-D logits"):
+        cams.compute_cams(feature_model, images, classes, "features")
+    assert issubclass(cams.CamError, ValueError)
+
+
+# -- real backbones at small input, random weights ------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def backbone_batch(arch: str, size: int, n: int = 3) -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    keras.utils.set_random_seed(3)
+    model = build_model(arch, size, None)
+    images = np.random.default_rng(5).uniform(-1, 1, size=(n, size, size, 3)).astype(np.float32)
+    return model, images, np.arange(n) % 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,size", [("DenseNet201", 96), ("ResNet50V2", 96), ("InceptionV3", 139)])
+def test_real_backbones_match_tf_keras_vis(arch, size) -> None:
+    model, images, classes = backbone_batch(arch, size)
+    layer = TARGET_LAYERS[arch]
+    ours = cams.compute_cams(model, images, classes, layer, alpha_norm=True)
+    plain = cams.compute_cams(model, images, classes, layer, methods=["gradcampp"])["gradcampp"]
+    for maps in (*ours.values(), plain):
+        assert np.isfinite(maps).all()
+        assert maps.shape[1:] == model.get_layer(layer).output.shape[1:3]
+    assert_agree_after_postprocess(ours, tf_keras_vis_maps(model, layer, images, classes), (size, size))
+
+
+@pytest.mark.slow
+def test_inception_v3_gradient_is_constant_per_channel() -> None:
+    """mixed10 feeds global average pooling: Grad-CAM is the CAM, normalized Grad-CAM++ is LayerCAM."""
+    model, images, classes = backbone_batch("InceptionV3", 139)
+    model = keras.models.clone_model(model)
+    model.set_weights(backbone_batch("InceptionV3", 139)[0].get_weights())
+    # trained heads have large logit gradients; scale the random head so sum_ij(A)·g is of order 1
+    dense = model.get_layer("logits")
+    dense.kernel.assign(dense.kernel * 300.0)
+    ours = cams.compute_cams(model, images, classes, "mixed10")
+    normed = cams.compute_cams(model, images, classes, "mixed10", methods=["gradcampp"], alpha_norm=True)
+    features = keras.Model(model.inputs[0], model.get_layer("mixed10").output)(images, training=False).numpy()
+    h, w = features.shape[1:3]
+    kernel = dense.kernel.numpy()                                              # (K, classes)
+    class_map = np.maximum(np.einsum("nijk,kn->nij", features, kernel[:, classes]) / (h * w), 0)
+    np.testing.assert_allclose(ours["gradcam"], class_map, rtol=1e-4, atol=1e-6 * np.abs(class_map).max())
+    np.testing.assert_allclose(normed["gradcampp"], ours["layercam"], rtol=1e-4,
+                               atol=1e-6 * np.abs(ours["layercam"]).max())
+    size = (139, 139)
+    np.testing.assert_allclose(cams.postprocess(normed["gradcampp"], size),
+                               cams.postprocess(ours["layercam"], size), atol=TOLERANCE)
+    # the un-normalized form (our default) weighs channels by 1/(2 + sum_ij(A_k) g_k): not proportional
+    ratio = ours["gradcampp"] / ours["layercam"]
+    assert (ratio.std(axis=(1, 2)) / ratio.mean(axis=(1, 2)) > 1e-5).all()
