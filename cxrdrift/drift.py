@@ -338,12 +338,20 @@ def qualitative_samples(config: RunConfig, per_class: int = 2, seed: int | None 
 
     kept = load_true_positives(config)
     kept = kept[kept["kept"]]
-    picked = (kept.groupby("label", sort=False, group_keys=False)
-              .apply(lambda rows: rows.sample(min(per_class, len(rows)),
-                                              random_state=config.seed if seed is None else seed)))
+    shuffled = kept.sample(frac=1.0, random_state=config.seed if seed is None else seed)
+    picked = shuffled.groupby("label", sort=False).head(per_class)
     order = {c: i for i, c in enumerate(CLASSES)}
     return (picked.assign(_o=picked["label"].map(order)).sort_values(["_o", "sample_id"])
             [["sample_id", "label"]].reset_index(drop=True))
+
+
+def qualitative_maps(config: RunConfig, arch: str, sample_ids: Sequence[str]) -> dict[tuple[str, int], np.ndarray]:
+    """Post-processed maps of `sample_ids` per (method, epoch), methods in config order."""
+    maps = {}
+    for method in config.cam_methods:
+        early, late = compared_maps(config, arch, method, sample_ids)
+        maps[method, config.early_epoch], maps[method, config.late_epoch] = early, late
+    return maps
 
 
 # -- toy maps for teaching ----------------------------------------------------------------------------

@@ -31,6 +31,10 @@ def write_dataset(root):
 
 @pytest.fixture
 def run(tmp_path):
+    return make_run(tmp_path)
+
+
+def make_run(tmp_path):
     """A run directory with predictions and raw 3x3 maps for both compared epochs.
 
     Sample 0 is misclassified by ResNet50V2 at the late epoch (so it is dropped); sample 1's

@@ -38,7 +38,7 @@ def plot_correctness_overlap(true_positives: pd.DataFrame, top: int = 12) -> Fig
     for xi, n in zip(x, patterns["samples"]):
         bars.text(xi, n, str(n), ha="center", va="bottom", fontsize=8)
     bars.set_ylabel("test samples")
-    bars.set_title("Per-model correctness patterns (green: right everywhere, kept)")
+    bars.set_title("Correctness patterns (green: kept)")
     wrong = ~patterns[columns].to_numpy()
     for row in range(len(columns)):
         dots.scatter(x, np.full(len(x), row), s=40, c=np.where(wrong[:, row], "tab:red", "lightgray"))
