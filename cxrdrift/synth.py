@@ -228,7 +228,8 @@ def _empty_lesions(n: int) -> dict[str, np.ndarray]:
     shape = (n, _MAX_LESIONS)
     return {"side": np.zeros(shape), "lx": np.zeros(shape), "ly": np.zeros(shape),
             "sx": np.full(shape, 0.1), "sy": np.full(shape, 0.1), "amp": np.zeros(shape),
-            "hole": np.zeros(shape)}
+            "hole": np.zeros(shape), "flat": np.full(shape, 2.0), "fissure": np.zeros(shape),
+            "patchy": np.full(shape, 0.45)}
 
 
 def _class_lesions(label: str, lu: np.ndarray) -> dict[str, np.ndarray]:
@@ -255,6 +256,9 @@ def _class_lesions(label: str, lu: np.ndarray) -> dict[str, np.ndarray]:
         les["sx"] = np.where(slot == 0, _span(u(5), 0.35, 0.7), _span(u(5), 0.15, 0.35))
         les["sy"] = np.where(slot == 0, _span(u(6), 0.2, 0.4), _span(u(6), 0.1, 0.25))
         les["amp"] = np.where(slot < count + bilateral, _span(u(7), 0.18, 0.5), 0.0) * faint
+        les["flat"] = np.where(slot == 0, _span(first[:, :, 4], 2.5, 5.0), 2.0)
+        les["fissure"] = ((slot == 0) & (first[:, :, 5] < 0.6)).astype(float)
+        les["patchy"] = np.full_like(les["amp"], 0.25)
     elif label == "Tuberculosis":
         count = 3 + np.floor(first[:, :, 2] * 8)
         bilateral = first[:, :, 1] < 0.4
@@ -277,13 +281,15 @@ def _class_lesions(label: str, lu: np.ndarray) -> dict[str, np.ndarray]:
         les["sy"] = _span(u(6), 0.18, 0.35)
         weak = np.where(dominant & (slot % 2 == 1), 0.45, 1.0)
         les["amp"] = np.where(slot < count, _span(u(7), 0.08, 0.26), 0.0) * weak * faint
+        les["patchy"] = np.full_like(les["amp"], 0.6)
     elif label == "Lung Opacity":
-        mode = first[:, :, 1]  # <0.25 pneumonia-like, <0.45 bilateral lower, else scattered patches
+        mode = first[:, :, 1]  # <0.15 pneumonia-like, <0.3 bilateral lower, else scattered patches
         count = 1 + np.floor(first[:, :, 2] * 5)
-        les["side"] = np.where(mode < 0.25, (first[:, :, 0] < 0.5).astype(float),
-                               np.where(mode < 0.45, (slot % 2).astype(float), (u(0) < 0.5).astype(float)))
-        les["lx"] = np.where(mode < 0.45, _span(u(3), -0.2, 0.8), _span(u(3), -0.6, 0.8))
-        les["ly"] = np.where(mode < 0.45, _span(u(4), 0.0, 0.8), _span(u(4), -0.8, 0.85))
+        les["side"] = np.where(mode < 0.15, (first[:, :, 0] < 0.5).astype(float),
+                               np.where(mode < 0.3, (slot % 2).astype(float), (u(0) < 0.5).astype(float)))
+        les["lx"] = np.where(mode < 0.3, _span(u(3), -0.2, 0.8), _span(u(3), -0.6, 0.8))
+        les["ly"] = np.where(mode < 0.3, _span(u(4), 0.0, 0.8), _span(u(4), -0.8, 0.85))
+        les["patchy"] = np.full_like(les["lx"], 0.8)
         les["sx"] = _span(u(5), 0.1, 0.5)
         les["sy"] = les["sx"] * _span(u(6), 0.5, 1.0)
         les["amp"] = np.where(slot < count, _span(u(7), 0.1, 0.45), 0.0) * faint
@@ -330,16 +336,24 @@ def _render_lesions(p: dict, les: dict, mottle: np.ndarray, size: int) -> tuple[
     cy = np.where(les["side"] == 0, p["r_cy"][:, :, 0], p["l_cy"][:, :, 0])
     a = np.where(les["side"] == 0, p["r_a"][:, :, 0], p["l_a"][:, :, 0])
     b = np.where(les["side"] == 0, p["r_b"][:, :, 0], p["l_b"][:, :, 0])
-    taper = 0.45 + 0.55 * np.sqrt(np.clip((les["ly"] + 1.0) / 1.1, 0.0, 1.0))
-    bu = cx + sign * les["lx"] * a * taper
-    bv = cy + les["ly"] * b
+    # centres stay above the diaphragm dome and, in the left lung, lateral to the heart
+    ly = np.minimum(les["ly"], 0.62 - 0.3 * (1.0 - np.clip(les["lx"], -1, 1) ** 2))
+    lx = np.where((les["side"] == 1) & (ly > 0.1), np.maximum(les["lx"], 0.0), les["lx"])
+    taper = 0.45 + 0.55 * np.sqrt(np.clip((ly + 1.0) / 1.1, 0.0, 1.0))
+    bu = cx + sign * lx * a * taper
+    bv = cy + ly * b
     x0 = p["tx"][:, :, 0] + scale * (bu * cos - bv * sin)
     y0 = p["ty"][:, :, 0] + scale * (bu * sin + bv * cos)
-    sx = np.maximum(les["sx"] * a * scale, 0.8 / size)
-    sy = np.maximum(les["sy"] * b * scale, 0.8 / size)
+    pixel = 2.0 / size  # at least a pixel wide, so that every lesion shows in its mask
+    sx = np.maximum(les["sx"] * a * scale, pixel)
+    sy = np.maximum(les["sy"] * b * scale, pixel)
     grid = _grid(size)[None, None, :]
-    gx = np.exp(-0.5 * ((grid - x0[..., None]) / sx[..., None]) ** 2).astype(np.float32)
-    gy = np.exp(-0.5 * ((grid - y0[..., None]) / sy[..., None]) ** 2).astype(np.float32)
+    flat = les["flat"][..., None]  # profile exponent: 2 Gaussian, larger = homogeneous, sharper rim
+    gx = np.exp(-0.5 * np.abs((grid - x0[..., None]) / sx[..., None]) ** flat).astype(np.float32)
+    gy = np.exp(-0.5 * np.abs((grid - y0[..., None]) / sy[..., None]) ** flat).astype(np.float32)
+    # a fissure: a lobar consolidation stops at a sharp, nearly horizontal upper border
+    border = y0[..., None] - 0.5 * sy[..., None]
+    gy *= np.where(les["fissure"][..., None] > 0, _ramp((grid - border) * size * 2.0), 1.0).astype(np.float32)
     hx = np.exp(-0.5 * ((grid - x0[..., None]) / (0.45 * sx[..., None])) ** 2).astype(np.float32)
     hy = np.exp(-0.5 * ((grid - y0[..., None]) / (0.45 * sy[..., None])) ** 2).astype(np.float32)
     amp = les["amp"].astype(np.float32)[..., None]
@@ -348,18 +362,19 @@ def _render_lesions(p: dict, les: dict, mottle: np.ndarray, size: int) -> tuple[
     # rows (y) x slots @ slots x columns (x): a sum of separable blobs per image
     density = np.swapaxes(gy * amp, 1, 2) @ gx - np.swapaxes(hy * hole, 1, 2) @ hx
     shape = np.swapaxes(gy * active, 1, 2) @ gx
-    density = np.maximum(density, 0.0) * np.clip(1.0 + 0.45 * mottle, 0.25, 2.0)
+    patchy = les["patchy"][:, :1, None].astype(np.float32)
+    density = np.maximum(density, 0.0) * np.clip(1.0 + patchy * mottle, 0.2, 2.2)
     return density, shape
 
 
 def _render(labels: Sequence[str], size: int, rngs: Sequence[np.random.Generator],
-            zone_flags: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Render one batch: uint8 images and bool lesion masks, (N, size, size) each."""
+            zone_flags: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one batch: uint8 images, bool lesion masks and bool lung fields, (N, size, size) each."""
     n = len(labels)
     if size < 16:
         raise SynthError(f"image size must be at least 16 pixels, got {size}")
     if n == 0:
-        return np.zeros((0, size, size), np.uint8), np.zeros((0, size, size), bool)
+        return np.zeros((0, size, size), np.uint8), np.zeros((0, size, size), bool), np.zeros((0, size, size), bool)
     uniforms, noise, texture = _draw(rngs, size)
     p = _anatomy(uniforms[:, :_N_GLOBAL])
     lesion_u = uniforms[:, _N_GLOBAL:].reshape(n, _MAX_LESIONS, _N_PER_LESION)
@@ -385,24 +400,33 @@ def _render(labels: Sequence[str], size: int, rngs: Sequence[np.random.Generator
     bright = _upsample(bright, size) + col(p["noise"]) * noise
     images = np.clip(bright * 255.0 + 0.5, 0, 255).astype(np.uint8)
     masks = _upsample(np.minimum(lesion_shape, lung) - 0.5, size) > 0
-    return images, masks
+    return images, masks, _upsample(lung, size) > 0.5
 
 
-def render_batch(labels: Sequence[str], size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Phantom radiographs of the given classes: images uint8 (N,S,S) and lesion masks bool (N,S,S)."""
+def render_batch(labels: Sequence[str], size: int, seed: int, *,
+                 return_lungs: bool = False) -> tuple[np.ndarray, ...]:
+    """Phantom radiographs of the given classes: images uint8 (N,S,S), lesion masks bool (N,S,S)
+    and, with `return_lungs`, the visible lung fields bool (N,S,S). Image i depends on (seed, i, label)."""
     unknown = sorted(set(labels) - set(CLASSES))
     if unknown:
         raise SynthError(f"unknown class(es) {unknown}; expected names from {list(CLASSES)}")
-    return _render(list(labels), size, _streams(seed, _RENDER_STREAM, np.arange(len(labels))))
+    images, masks, lungs = _render(list(labels), size, _streams(seed, _RENDER_STREAM, np.arange(len(labels))))
+    return (images, masks, lungs) if return_lungs else (images, masks)
+
+
+def _source_render(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source-task images, lesion masks, lung fields and zone flags (N, 6) bool."""
+    rngs = _streams(seed, _SOURCE_STREAM, np.arange(n))
+    # per image a lesion rate (none, few, some, many zones), then a coin per zone
+    flags = np.array([rng.random(6) < rng.choice([0.0, 0.2, 0.35, 0.6]) for rng in rngs],
+                     bool).reshape(n, 6)
+    return (*_render(["source"] * n, size, rngs, zone_flags=flags), flags)
 
 
 def source_task(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Pre-training source task: images uint8 (N,S,S) and which of the six `ZONES` hold a lesion,
-    float32 (N, 6) multi-label targets (about one image in six has none)."""
-    rngs = _streams(seed, _SOURCE_STREAM, np.arange(n))
-    flags = np.array([rng.random(6) < rng.choice([0.0, 0.2, 0.35, 0.6]) for rng in rngs],
-                     bool).reshape(n, 6)
-    images, _ = _render(["source"] * n, size, rngs, zone_flags=flags)
+    float32 (N, 6) multi-label targets (about one image in four has none)."""
+    images, _, _, flags = _source_render(n, size, seed)
     return images, flags.astype(np.float32)
 
 
@@ -474,9 +498,9 @@ def generate_dataset(out: str | Path, counts: Mapping[str, int], size: int, seed
         for old_split in read_json(params_file).get("counts", {}):
             shutil.rmtree(out / old_split, ignore_errors=True)
         shutil.rmtree(out / "masks", ignore_errors=True)
+    plan = {split: split_class_counts(n) if n else dict.fromkeys(CLASSES, 0) for split, n in counts.items()}
     write_json(params_file, params)  # first, so a partial folder is recognisably ours
-    for split, n in counts.items():
-        per_class = split_class_counts(n) if n else dict.fromkeys(CLASSES, 0)
+    for split, per_class in plan.items():
         for class_index, name in enumerate(CLASSES):
             image_dir, mask_dir = out / split / name, out / "masks" / split / name
             image_dir.mkdir(parents=True, exist_ok=True)
@@ -484,7 +508,7 @@ def generate_dataset(out: str | Path, counts: Mapping[str, int], size: int, seed
             for start in range(0, per_class[name], _BATCH):
                 ids = np.arange(start, min(start + _BATCH, per_class[name]))
                 rngs = _streams(seed, _split_key(split), class_index, ids)
-                images, masks = _render([name] * len(ids), size, rngs)
+                images, masks, _ = _render([name] * len(ids), size, rngs)
                 for k, image, mask in zip(ids, images, masks):
                     _write_png(image_dir / f"{k:06d}.png", image)
                     _write_png(mask_dir / f"{k:06d}.png", mask.astype(np.uint8) * 255)
