@@ -105,10 +105,6 @@ class DatasetIndex:
         path = (self.root / MASKS_DIR / sample_id).with_suffix(".png")
         return path if path.is_file() else None
 
-    @property
-    def has_masks(self) -> bool:
-        return (self.root / MASKS_DIR).is_dir()
-
 
 def count_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Split × class image counts with every split and class present (zeros included)."""
@@ -323,10 +319,14 @@ def _scan(root: str | Path) -> tuple[Path, pd.DataFrame, list[Problem]]:
         manifest, base = root, root.parent
     else:
         manifest, base = root / MANIFEST_NAME, root
-    if manifest.is_file():
-        records, problems, class_dirs = _scan_manifest(manifest)
-    else:
-        records, problems, class_dirs = _scan_folders(base)
+    try:
+        if manifest.is_file():
+            records, problems, class_dirs = _scan_manifest(manifest)
+        else:
+            records, problems, class_dirs = _scan_folders(base)
+    except OSError as exc:
+        return base, _frame([]), [Problem("error", f"cannot read dataset {root}: {exc.strerror or exc} "
+                                          f"({exc.filename})", (str(root),))]
     frame = _frame(records)
     return base, frame, problems + _coverage_problems(frame, class_dirs, base)
 
@@ -371,7 +371,7 @@ def _inspect_image(path: str) -> tuple[str | None, str | None]:
     return hashlib.sha1(data).hexdigest(), None
 
 
-def _content_problems(frame: pd.DataFrame, root: Path, workers: int) -> list[Problem]:
+def _content_problems(frame: pd.DataFrame, workers: int) -> list[Problem]:
     """Decode every image; report corrupt files and identical images across (or within) splits."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_inspect_image, frame["path"], chunksize=64))
@@ -403,7 +403,7 @@ def check(root: str | Path, workers: int | None = None) -> CheckReport:
     """Scan a dataset, decode every image and list every problem (never raises for bad data)."""
     base, frame, problems = _scan(root)
     if len(frame):
-        problems += _content_problems(frame, base, workers or min(8, (os.cpu_count() or 1) + 2))
+        problems += _content_problems(frame, workers or min(8, (os.cpu_count() or 1) + 2))
     severity_order = {"error": 0, "warning": 1}
     problems.sort(key=lambda p: severity_order[p.severity])
     return CheckReport(root=base, counts=count_table(frame), problems=problems)
@@ -414,7 +414,9 @@ def format_report(report: CheckReport, max_paths: int = 5) -> str:
     counts = report.counts.copy()
     counts["total"] = counts.sum(axis=1)
     counts.loc["total"] = counts.sum(axis=0)
-    lines = [f"Dataset: {report.root}", "", counts.to_string(), ""]
+    lines = [f"Dataset: {report.root}", ""]
+    if counts.loc["total", "total"]:
+        lines += [counts.to_string(), ""]
     for problem in report.problems:
         lines.append(f"{problem.severity.upper()}: {problem.message}")
         shown = [p for p in problem.paths if p not in problem.message][:max_paths]
