@@ -149,8 +149,8 @@ def _anatomy(g: np.ndarray) -> dict[str, np.ndarray]:
         "angle": np.deg2rad(_span(col(0), -6, 6)), "tx": _span(col(1), -0.07, 0.07),
         "ty": _span(col(2), -0.07, 0.07), "scale": _span(col(3), 0.84, 1.06),
         "body_w": _span(col(4), 0.74, 0.95),
-        "heart_x": _span(col(5), 0.08, 0.2), "heart_y": _span(col(6), 0.28, 0.42),
-        "heart_rx": _span(col(7), 0.24, 0.36), "heart_ry": _span(col(8), 0.2, 0.3),
+        "heart_x": _span(col(5), 0.08, 0.2), "heart_y": _span(col(6), 0.16, 0.3),
+        "heart_rx": _span(col(7), 0.27, 0.38), "heart_ry": _span(col(8), 0.2, 0.28),
         "med_w": _span(col(9), 0.1, 0.16), "rib_gap": _span(col(10), 0.12, 0.17),
         "rib_phase": _span(col(11), 0, 2 * np.pi), "rib_amp": _span(col(12), 0.04, 0.16),
         "rib_curve": _span(col(13), 0.4, 1.0), "clav_y": _span(col(14), -0.78, -0.62),
@@ -193,17 +193,20 @@ def _render_anatomy(p: dict, low: int, mottle: np.ndarray) -> tuple[np.ndarray, 
     edge = 24.0 * low / 64
     half_width = p["body_w"] * (1.0 - 0.12 * (v - 0.25) ** 2)
     body = _ramp(edge * 3 * (half_width - np.abs(u)))
-    lungs = np.zeros_like(u)
+    lungs, below = np.zeros_like(u), {}
     hilum = np.zeros_like(u)  # vessels fan out from the hilum: medial lung is less dark
     for side in ("r", "l"):
         lx, ly, _ = _lung_coords(p, side, u, v)
         outline = 1.0 - lx**2 - np.minimum(ly, 0.0) ** 2
         base = 1.0 - p[f"{side}_dome"] * (1.0 - np.clip(lx, -1, 1) ** 2) - ly
         lung = _ramp(edge * outline) * _ramp(edge * 2 * base)
+        below[side] = _ramp(-edge * 2 * base)  # under this side's diaphragm dome
         lungs = lungs + lung
         hilum = hilum + lung * np.clip(0.6 - 0.5 * (lx + 1.0) - 0.3 * np.abs(ly), 0.0, 1.0)
-    heart = _ramp(edge * (1.0 - ((u - p["heart_x"]) / p["heart_rx"]) ** 2
-                                 - ((v - p["heart_y"]) / p["heart_ry"]) ** 2))
+    # the heart: a rounded top, sides that widen down to the diaphragm, which hides its base
+    heart_v = (v - p["heart_y"]) / p["heart_ry"]
+    heart_u = (u - p["heart_x"]) / (p["heart_rx"] * (0.85 + 0.2 * np.clip(heart_v, -1.0, 1.0)))
+    heart = _ramp(edge * (1.0 - heart_u**2 - np.minimum(heart_v, 0.0) ** 2))
     mediastinum = _ramp(edge * 6 * (p["med_w"] * (1.15 - 0.25 * v) - np.abs(u + 0.02)))
     spine = _ramp(edge * 8 * (0.055 - np.abs(u)))
     lung_vis = lungs * (1.0 - heart) * (1.0 - mediastinum)
@@ -213,9 +216,9 @@ def _render_anatomy(p: dict, low: int, mottle: np.ndarray) -> tuple[np.ndarray, 
     thorax = _ramp(edge * (0.55 - v)) * _ramp(edge * (0.9 - np.abs(u)))
     clavicle = _ramp(edge * 4 * (0.03 - np.abs(v - p["clav_y"] - 0.18 * np.abs(u) ** 1.5))) \
         * _ramp(edge * (0.62 - np.abs(u)))
-    abdomen = _ramp(edge * (v - p["l_cy"] - 0.7 * p["l_b"]))
+    abdomen = np.where(u < 0, below["r"], below["l"]) * _ramp(edge * (v - 0.1))
     density = body * (p["soft"] + 0.15 * abdomen + p["rib_amp"] * ribs * thorax * (0.4 + 0.6 * lungs)
-                      + 0.12 * clavicle) + 0.16 * heart * body + 0.2 * mediastinum + 0.06 * spine \
+                      + 0.12 * clavicle + 0.16 * heart * (1.0 - abdomen)) + 0.2 * mediastinum + 0.03 * spine \
         - lung_vis * (p["lung_dark"] * (1.0 - 0.45 * hilum) - p["markings"] * mottle)
     return density.astype(np.float32), np.clip(lung_vis, 0, 1).astype(np.float32)
 
