@@ -205,7 +205,10 @@ def _config_section(run_dir: Path) -> str | None:
 
 
 def run_files(run_dir: Path) -> dict[str, list[int]]:
-    """Size and modification time (ns) of every artifact in the run directory."""
+    """Size and modification time (ns) of every artifact in the run directory.
+
+    A chapter's record keeps the stamps of the files it and the chapters before it produced
+    (never those of later chapters, which may rewrite theirs); a changed stamp reruns it."""
     if not run_dir.is_dir():
         return {}
     snapshot = {}
@@ -216,6 +219,23 @@ def run_files(run_dir: Path) -> dict[str, list[int]]:
         stat = path.stat()
         snapshot[relative.as_posix()] = [stat.st_size, stat.st_mtime_ns]
     return snapshot
+
+
+def _written_by(record: Path, before: Mapping[str, list[int]], after: Mapping[str, list[int]]) -> set[str]:
+    """Run-directory files a chapter produced: changed during this execution, or recorded as its
+    own by an earlier execution (an idempotent stage does not rewrite them)."""
+    earlier = set(read_json(record).get("written", [])) if record.exists() else set()
+    return {name for name, stamp in after.items() if before.get(name) != stamp} | (earlier & set(after))
+
+
+def _written_by_chapters(out: Path, chapters: Sequence[Path]) -> set[str]:
+    """Files the given (earlier) chapters produced, from their records."""
+    names: set[str] = set()
+    for chapter in chapters:
+        record = out / f"{chapter.stem}.run.json"
+        if record.exists():
+            names.update(read_json(record).get("written", []))
+    return names
 
 
 def stale_reason(inputs: Mapping[str, Any], output: Path, record: Path, run_dir: Path) -> str | None:
@@ -288,12 +308,17 @@ def execute_notebooks(config: cfg.RunConfig, force: bool = False, notebooks: Ite
             results.append(ChapterResult(source.stem, output, "skipped", "unchanged", 0.0))
             print(f"{label} skipped (unchanged)", flush=True)
             continue
+        before = run_files(run_dir)
         start = time.perf_counter()
         execute_notebook(source, output, params, cwd=root, failed_dir=out / ".failed",
                          progress_bar=progress_bar)
         wall = time.perf_counter() - start
+        after = run_files(run_dir)
+        written = _written_by(record, before, after)
+        watched = written | _written_by_chapters(out, sources[:position])
         write_json(record, {**inputs, "output_sha256": _sha256(output),
-                            "config_sha256": _config_section(run_dir), "run_files": run_files(run_dir),
+                            "config_sha256": _config_section(run_dir), "written": sorted(written),
+                            "run_files": {name: after[name] for name in sorted(watched) if name in after},
                             "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             "wall_s": round(wall, 2)})
         results.append(ChapterResult(source.stem, output, "executed", reason, wall))

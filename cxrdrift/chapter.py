@@ -98,8 +98,9 @@ def banner_markdown(config: cfg.RunConfig, resolved: Mapping[str, Any]) -> str:
         ("Run directory", f"`{config.run_dir}`", ""),
     ]
     lines = [
-        "````{admonition} " + (f"Run: the paper's protocol (`{config.profile}` profile)" if paper_run
-                               else f"Run: `{config.profile}` profile, not the paper's setting"),
+        # (no backticks in the title: a backtick fence's info string may not contain any)
+        "````{admonition} " + (f"Run: the paper's protocol ({config.profile} profile)" if paper_run
+                               else f"Run: {config.profile} profile, not the paper's setting"),
         ":class: " + ("note" if paper_run else "warning"),
         "",
         "| | this run | the paper |",
