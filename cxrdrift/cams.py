@@ -18,6 +18,7 @@ import difflib
 import functools
 import hashlib
 import json
+import warnings
 import weakref
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -28,6 +29,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from . import data
 from .artifacts import RunPaths, read_npz, write_npz
 from .config import CAM_METHODS, RunConfig
 from .models import TARGET_LAYERS, build_model, check_architecture
@@ -275,6 +277,13 @@ def _target_layer(arch: str) -> str:
     return TARGET_LAYERS[arch]
 
 
+def _warn_if_single_cell(model: keras.Model, layer: str, image_size: int) -> None:
+    shape = tuple(model.get_layer(layer).output.shape[1:3])
+    if shape == (1, 1):
+        warnings.warn(f"{model.name}'s {layer} is 1x1 at {image_size} px: every map is constant, so all "
+                      "are degenerate (NaN); use a larger image_size", stacklevel=3)
+
+
 def _stored_stamp(path: Path) -> str | None:
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -286,11 +295,9 @@ def _stored_stamp(path: Path) -> str | None:
 def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
     """Write `cams/<arch>/epoch_NN.npz` for every architecture and CAM epoch; skip files already
     computed for the same config and checkpoint. Returns the files' paths."""
-    from . import data  # imported here: the data stage pulls in the synthetic generator
-
     paths = RunPaths.of(config)
     samples = cam_samples(config, data.prepare(config).split("test"))
-    sample_ids = samples["sample_id"].astype(str).to_numpy()
+    sample_ids = samples["sample_id"].to_numpy(dtype=str)
     written = []
     for arch in config.architectures:
         layer = _target_layer(arch)
@@ -303,7 +310,9 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
             stamp = _stamp(config, arch, epoch, sample_ids, weights)
             if not force and target.exists() and _stored_stamp(target) == stamp:
                 continue
-            model = model or build_model(arch, config.image_size, None)
+            if model is None:
+                model = build_model(arch, config.image_size, None)
+                _warn_if_single_cell(model, layer, config.image_size)
             model.load_weights(weights)
             dataset = data.make_dataset(samples, arch, config.image_size, config.cam_batch_size,
                                         with_labels=True)

@@ -231,3 +231,55 @@ def test_inception_v3_gradient_is_constant_per_channel() -> None:
     # the un-normalized form (our default) weighs channels by 1/(2 + sum_ij(A_k) g_k): not proportional
     ratio = ours["gradcampp"] / ours["layercam"]
     assert (ratio.std(axis=(1, 2)) / ratio.mean(axis=(1, 2)) > 1e-5).all()
+
+
+# -- the stage on a tiny run directory --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
+    from cxrdrift import data
+    from cxrdrift.artifacts import RunPaths, write_parquet
+    from cxrdrift.config import profile
+
+    config = profile("smoke", run_dir=str(tmp_path / "run"), architectures=["ResNet50V2"], image_size=64,
+                     synth_size=64, synth_train=5, synth_val=5, synth_test=12, cam_batch_size=5,
+                     cam_samples="true_positives")
+    paths = RunPaths.of(config)
+    test = data.prepare(config).split("test")
+    kept = test["sample_id"].to_numpy()[::2]
+    write_parquet(paths.true_positives, test[["sample_id", "label"]].assign(
+        kept=test["sample_id"].isin(kept)))
+    keras.utils.set_random_seed(0)
+    model = build_model("ResNet50V2", 64, None)
+    early, late = config.compared_epochs
+    paths.model_dir("ResNet50V2").mkdir(parents=True)
+    model.save_weights(paths.weights("ResNet50V2", early))
+    head = model.get_layer("logits")
+    head.kernel.assign(head.kernel * -2.0)
+    model.save_weights(paths.weights("ResNet50V2", late))
+
+    written = cams.run_cam_stage(config)
+    assert written == [paths.cams("ResNet50V2", early), paths.cams("ResNet50V2", late)]
+    late_maps = cams.load_cams(config, "ResNet50V2", late)
+    assert sorted(late_maps) == sorted(["sample_id", *config.cam_methods])
+    np.testing.assert_array_equal(late_maps["sample_id"], kept)
+    rows = test[test["sample_id"].isin(kept)]
+    images = np.concatenate(list(data.make_dataset(rows, "ResNet50V2", 64, 32, with_labels=False).as_numpy_iterator()))
+    expected = cams.compute_cams(model, images, rows["label_index"], "conv5_block3_out",
+                                 methods=config.cam_methods)
+    for name in config.cam_methods:
+        assert late_maps[name].dtype == np.float32 and late_maps[name].shape == (len(kept), 2, 2)
+        np.testing.assert_allclose(late_maps[name], expected[name], rtol=1e-4, atol=1e-7)
+    assert not np.allclose(cams.load_cams(config, "ResNet50V2", early)["layercam"], late_maps["layercam"])
+
+    finished = {p: p.stat().st_mtime_ns for p in written}
+    cams.run_cam_stage(config)
+    assert {p: p.stat().st_mtime_ns for p in written} == finished          # same config: skipped
+    normed = config.replace(alpha_norm=True)
+    cams.run_cam_stage(normed)                                                # stale: recomputed
+    assert all(p.stat().st_mtime_ns != finished[p] for p in written)
+    assert not np.allclose(cams.load_cams(normed, "ResNet50V2", late)["gradcampp"], late_maps["gradcampp"])
+
+    paths.true_positives.unlink()
+    with pytest.raises(cams.CamError, match="true-positive filter"):
+        cams.run_cam_stage(config, force=True)
