@@ -258,18 +258,20 @@ def stale_reason(inputs: Mapping[str, Any], output: Path, record: Path, run_dir:
     return None
 
 
+def _matches(source: Path, wanted: str) -> bool:
+    """A chapter is named by its stem ("04_layercam"), its number ("04") or its file name."""
+    return source.stem == wanted or source.stem.startswith(f"{wanted}_") or source.name == wanted
+
+
 def _select(sources: Sequence[Path], notebooks: Iterable[str] | None) -> list[Path]:
     if notebooks is None:
         return list(sources)
     wanted = list(notebooks)
-    chosen = [p for p in sources if any(p.stem == w or p.stem.startswith(f"{w}_") or p.name == w
-                                        for w in wanted)]
-    unknown = [w for w in wanted if not any(p.stem == w or p.stem.startswith(f"{w}_") or p.name == w
-                                            for p in sources)]
+    unknown = [w for w in wanted if not any(_matches(p, w) for p in sources)]
     if unknown:
         raise BookError(f"no chapter notebook {unknown[0]!r}; chapters are: "
                         f"{', '.join(p.stem for p in sources)}")
-    return chosen
+    return [p for p in sources if any(_matches(p, w) for w in wanted)]
 
 
 def execute_notebooks(config: cfg.RunConfig, force: bool = False, notebooks: Iterable[str] | None = None,
