@@ -33,8 +33,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .artifacts import read_json, write_json, write_text
+from .data import CLASSES
 
-CLASSES = ("Normal", "Pneumonia", "Tuberculosis", "COVID-19", "Lung Opacity")
 TABLE1_COUNTS = {"Normal": 317, "Pneumonia": 855, "Tuberculosis": 141, "COVID-19": 839,
                  "Lung Opacity": 1202}
 TABLE1_PROPORTIONS = {name: count / sum(TABLE1_COUNTS.values()) for name, count in TABLE1_COUNTS.items()}
