@@ -33,14 +33,17 @@ def is_paper_run(config: cfg.RunConfig, resolved: Mapping[str, Any]) -> bool:
 
 
 def _weights_used(config: cfg.RunConfig, resolved: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:
-    """Per architecture: (weights source, whether training recorded it)."""
+    """Per architecture: (weights source, whether training recorded it). Training records
+    `resolved["weights"][arch] = {"kind": "imagenet" | "synthetic" | "file" | "none", "path": ...}`
+    (`cxrdrift.models.resolve_weights`); a file is named by its path."""
     recorded = resolved.get("weights") or {}
     used = {}
     for arch in config.architectures:
-        value = recorded.get(arch) if isinstance(recorded, Mapping) else None
+        value = recorded.get(arch)
         if isinstance(value, Mapping):
-            value = value.get("source") or value.get("weights") or value.get("kind")
-        used[arch] = (str(value), True) if value is not None else (config.weights, False)
+            used[arch] = (str(value["path"] if value.get("kind") == "file" else value.get("kind")), True)
+        else:
+            used[arch] = (config.weights, False)
     return used
 
 

@@ -51,7 +51,7 @@ def write_chapter(folder: Path, name: str, extra: str = "", artifact: str | None
 
 DEMO_RESOLVED = {"dataset": {"synthetic": True, "counts": {
     "train": {"Normal": 700, "COVID-19": 500}, "val": {"Normal": 200}, "test": {"Normal": 150, "Pneumonia": 250}}},
-    "weights": {arch: "synthetic" for arch in cfg.ARCHITECTURES}}
+    "weights": {arch: {"kind": "synthetic", "path": f"/cache/{arch}.weights.h5"} for arch in cfg.ARCHITECTURES}}
 
 
 def test_banner_of_demo_run_warns_and_shows_counts_weights_and_scaling():
@@ -82,12 +82,12 @@ def test_banner_of_smoke_run_before_training_says_weights_are_not_resolved():
 def test_banner_of_paper_run_has_no_warning_only_with_imagenet_everywhere():
     config = cfg.profile("paper", data_dir="/data/cxr")
     resolved = {"dataset": {"counts": {"train": 11733, "val": 1675, "test": 3354}},
-                "weights": {arch: {"source": "imagenet"} for arch in cfg.ARCHITECTURES}}
+                "weights": {arch: {"kind": "imagenet", "path": "~/.keras/models"} for arch in cfg.ARCHITECTURES}}
     text = chapter.banner_markdown(config, resolved)
     assert ":class: note" in text and "not the paper's" not in text
     assert "real images from `/data/cxr`: train 11,733 · val 1,675 · test 3,354" in text
     assert "10 frozen + 10 fine-tuning epochs, compared at epochs 8 and 19 |" in text
-    mixed = {**resolved, "weights": {**resolved["weights"], "ResNet50V2": "/w/resnet.weights.h5"}}
+    mixed = {**resolved, "weights": {**resolved["weights"], "ResNet50V2": {"kind": "file", "path": "/w/resnet.weights.h5"}}}
     text = chapter.banner_markdown(config, mixed)
     assert "ResNet50V2: weights file `/w/resnet.weights.h5`" in text
     assert "**This is a paper run on real images from ImageNet, weights file" in text
