@@ -106,6 +106,7 @@ def _draw(rngs: Sequence[np.random.Generator], size: int) -> tuple[np.ndarray, n
 
 
 def _span(u: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map uniforms in [0, 1) onto [low, high)."""
     return low + (high - low) * u
 
 
@@ -173,18 +174,25 @@ def _anatomy(g: np.ndarray) -> dict[str, np.ndarray]:
     return p
 
 
-def _lung_coords(p: dict, side: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lung-local coordinates (lateral, vertical) and the apex taper of one lung."""
+def _taper(ly: np.ndarray) -> np.ndarray:
+    """Width of a lung at height `ly` (-1 apex, 1 base) relative to its half-width: narrow at the apex."""
+    return 0.45 + 0.55 * np.sqrt(np.clip((ly + 1.0) / 1.1, 0.0, 1.0))
+
+
+def _lung_coords(p: dict, side: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lung-local coordinates of body-space points: lateral (-1 medial, 1 lateral) and vertical."""
     sign = -1.0 if side == "r" else 1.0
     ly = (v - p[f"{side}_cy"]) / p[f"{side}_b"]
-    taper = 0.45 + 0.55 * np.sqrt(np.clip((ly + 1.0) / 1.1, 0.0, 1.0))
     wobble = 1.0 + p[f"{side}_wobble"] * np.sin(3.0 * ly + p["wobble_phase"])
-    lx = sign * (u - p[f"{side}_cx"]) / (p[f"{side}_a"] * taper * wobble)
-    return lx, ly, taper
+    lx = sign * (u - p[f"{side}_cx"]) / (p[f"{side}_a"] * _taper(ly) * wobble)
+    return lx, ly
 
 
 def _render_anatomy(p: dict, low: int, mottle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Density of the anatomy and the visible-lung field, both (N, low, low) in body space."""
+    """Density of the anatomy and the visible-lung field, both (N, low, low) on the image grid.
+
+    (u, v) are body coordinates: the image grid turned, shifted and scaled by each image's pose.
+    """
     x = _grid(low)[None, None, :]
     y = _grid(low)[None, :, None]
     cos, sin = np.cos(p["angle"]), np.sin(p["angle"])
@@ -196,7 +204,7 @@ def _render_anatomy(p: dict, low: int, mottle: np.ndarray) -> tuple[np.ndarray, 
     lungs, below = np.zeros_like(u), {}
     hilum = np.zeros_like(u)  # vessels fan out from the hilum: medial lung is less dark
     for side in ("r", "l"):
-        lx, ly, _ = _lung_coords(p, side, u, v)
+        lx, ly = _lung_coords(p, side, u, v)
         outline = 1.0 - lx**2 - np.minimum(ly, 0.0) ** 2
         base = 1.0 - p[f"{side}_dome"] * (1.0 - np.clip(lx, -1, 1) ** 2) - ly
         lung = _ramp(edge * outline) * _ramp(edge * 2 * base)
@@ -224,7 +232,7 @@ def _render_anatomy(p: dict, low: int, mottle: np.ndarray) -> tuple[np.ndarray, 
 
 
 # ---------------------------------------------------------------------------------------------
-# lesions: each slot is a separable Gaussian blob placed in lung-local coordinates
+# lesions: each slot is a separable blob (Gaussian or flatter) placed in lung-local coordinates
 
 
 def _empty_lesions(n: int) -> dict[str, np.ndarray]:
@@ -276,7 +284,7 @@ def _class_lesions(label: str, lu: np.ndarray) -> dict[str, np.ndarray]:
         les["amp"] = np.where(slot < count, _span(u(7), 0.2, 0.55), 0.0) * faint
     elif label == "COVID-19":
         count = 4 + np.floor(first[:, :, 2] * 5)
-        les["side"] = (slot % 2).astype(float) + 0 * u(0)
+        les["side"] = np.repeat(slot % 2, n, axis=0).astype(float)  # alternate lungs: bilateral
         dominant = first[:, :, 1] < 0.2  # some cases are clearly worse on one side
         les["lx"] = _span(u(3), 0.35, 0.9)
         les["ly"] = _span(u(4), 0.05, 0.85)
@@ -342,8 +350,7 @@ def _render_lesions(p: dict, les: dict, mottle: np.ndarray, size: int) -> tuple[
     # centres stay above the diaphragm dome and, in the left lung, lateral to the heart
     ly = np.minimum(les["ly"], 0.62 - 0.3 * (1.0 - np.clip(les["lx"], -1, 1) ** 2))
     lx = np.where((les["side"] == 1) & (ly > 0.1), np.maximum(les["lx"], 0.0), les["lx"])
-    taper = 0.45 + 0.55 * np.sqrt(np.clip((ly + 1.0) / 1.1, 0.0, 1.0))
-    bu = cx + sign * lx * a * taper
+    bu = cx + sign * lx * a * _taper(ly)
     bv = cy + ly * b
     x0 = p["tx"][:, :, 0] + scale * (bu * cos - bv * sin)
     y0 = p["ty"][:, :, 0] + scale * (bu * sin + bv * cos)
