@@ -20,6 +20,7 @@ import hashlib
 import json
 import warnings
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -29,7 +30,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from . import data
+from . import data, metrics
 from .artifacts import RunPaths, read_npz, write_npz
 from .config import CAM_METHODS, RunConfig
 from .models import TARGET_LAYERS, build_model, check_architecture
@@ -331,3 +332,74 @@ def load_cams(config: RunConfig, arch: str, epoch: int) -> dict[str, np.ndarray]
     arrays = read_npz(path)
     arrays.pop(_STAMP_KEY, None)
     return arrays
+
+
+# -- what the chapters show -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CamExamples:
+    """Examples of one architecture and method: raw images and [0, 1] maps at both compared epochs."""
+
+    arch: str
+    method: str
+    epochs: tuple[int, int]
+    sample_ids: np.ndarray
+    labels: list[str]
+    images: np.ndarray  # uint8 (N, S, S, 3)
+    early: np.ndarray   # float32 (N, S, S), NaN when degenerate
+    late: np.ndarray
+
+
+def _method_maps(cams_file: dict[str, np.ndarray], method: str, where: str) -> np.ndarray:
+    if method not in cams_file:
+        raise CamError(f"{where} holds no {method!r} maps; add it to cam_methods and rerun the CAM stage")
+    return cams_file[method]
+
+
+def compared_examples(config: RunConfig, arch: str, method: str, per_class: int = 1,
+                      seed: int = 0) -> CamExamples:
+    """`per_class` mapped test samples of each class with their maps at the two compared epochs."""
+    early, late = (load_cams(config, arch, epoch) for epoch in config.compared_epochs)
+    test = data.prepare(config).split("test")
+    common = np.intersect1d(early["sample_id"], late["sample_id"])
+    rows = data.examples_per_class(test[test["sample_id"].isin(common)], per_class, seed)
+    ids = rows["sample_id"].to_numpy(dtype=str)
+    size = (config.image_size, config.image_size)
+    maps = []
+    for epoch, cams_file in zip(config.compared_epochs, (early, late)):
+        positions = pd.Index(cams_file["sample_id"]).get_indexer(ids)
+        maps.append(postprocess(_method_maps(cams_file, method, f"cams/{arch}/epoch_{epoch:02d}.npz")[positions],
+                                size))
+    return CamExamples(arch, method, config.compared_epochs, ids, rows["label"].tolist(),
+                       data.load_images(rows, config.image_size), maps[0], maps[1])
+
+
+def degenerate_table(config: RunConfig) -> pd.DataFrame:
+    """Per architecture, CAM epoch and method: maps stored, degenerate (constant) maps, their share."""
+    rows = []
+    for arch in config.architectures:
+        for epoch in config.cam_epoch_list():
+            cams_file = load_cams(config, arch, epoch)
+            for method in config.cam_methods:
+                flags = degenerate_mask(_method_maps(cams_file, method, f"cams/{arch}/epoch_{epoch:02d}.npz"))
+                rows.append({"arch": arch, "epoch": epoch, "method": method, "maps": len(flags),
+                             "degenerate": int(flags.sum()), "share": float(flags.mean()) if len(flags) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def method_agreement(config: RunConfig, first: str = "layercam", second: str = "gradcampp") -> pd.DataFrame:
+    """Per architecture, compared epoch and sample: the drift metrics between two methods' maps of
+    the same image (`first` in the role of the earlier map), plus each map's entropy."""
+    frames = []
+    size = (config.image_size, config.image_size)
+    for arch in config.architectures:
+        for epoch in config.compared_epochs:
+            cams_file = load_cams(config, arch, epoch)
+            where = f"cams/{arch}/epoch_{epoch:02d}.npz"
+            a = postprocess(_method_maps(cams_file, first, where), size)
+            b = postprocess(_method_maps(cams_file, second, where), size)
+            frames.append(pd.DataFrame({
+                "arch": arch, "epoch": epoch, "sample_id": cams_file["sample_id"],
+                **metrics.drift_metrics(a, b, config.threshold),
+                f"entropy_{first}": metrics.entropy(a), f"entropy_{second}": metrics.entropy(b)}))
+    return pd.concat(frames, ignore_index=True)

@@ -280,6 +280,24 @@ def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
     assert all(p.stat().st_mtime_ns != finished[p] for p in written)
     assert not np.allclose(cams.load_cams(normed, "ResNet50V2", late)["gradcampp"], late_maps["gradcampp"])
 
+    table = cams.degenerate_table(config)
+    assert list(table[["epoch", "method", "maps"]].itertuples(index=False, name=None)) == [
+        (e, m, len(kept)) for e in (early, late) for m in config.cam_methods]
+    assert ((table["degenerate"] >= 0) & (table["share"] == table["degenerate"] / len(kept))).all()
+    agreement = cams.method_agreement(config)
+    assert len(agreement) == 2 * len(kept)
+    r = agreement["pattern_correlation"].to_numpy()
+    assert np.all(np.isnan(r) | ((r >= -1) & (r <= 1)))
+    examples = cams.compared_examples(config, "ResNet50V2", "layercam", per_class=1)
+    assert examples.images.shape == (len(examples.sample_ids), 64, 64, 3)
+    position = list(kept).index(examples.sample_ids[0])
+    np.testing.assert_allclose(examples.late[0], cams.postprocess(late_maps["layercam"][position], (64, 64)))
+    from cxrdrift.plots import cams as cam_plots
+    figure = cam_plots.plot_compared_examples(examples, config.threshold)
+    assert len(figure.axes) == 4 * len(examples.sample_ids)
+    for figure in (cam_plots.plot_degenerate_share(table), cam_plots.plot_method_agreement(agreement)):
+        assert figure.axes
+
     paths.true_positives.unlink()
     with pytest.raises(cams.CamError, match="true-positive filter"):
         cams.run_cam_stage(config, force=True)
