@@ -1,16 +1,29 @@
-"""Backbone builders, target layers and preprocessing of the three architectures.
+"""Backbone builders, target layers, preprocessing and weight resolution of the three architectures.
 
 Every model follows one convention (DESIGN.md): the Keras application with `include_top=False`
 built on the model's own input, global average pooling, and one `Dense(num_classes)` with linear
 output named `logits`. The model is flat, so each target layer is reachable by name.
+
+Weights (`build_model(..., weights=...)`):
+- `None` / `"none"`: random initialization (tests only);
+- `"imagenet"`: the Keras download (cached in `~/.keras/models`);
+- a path to a weights file (`{arch}` is replaced by the architecture name): a `.weights.h5` that
+  cxrdrift saved (a whole model of this convention, or a backbone such as the pre-training cache
+  holds), or a Keras application's no-top `.h5`;
+- `"synthetic"`: the built-in within-domain pre-training of `cxrdrift.pretrain` (cached).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import keras
 import numpy as np
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .pretrain import PretrainSpec
 
 TARGET_LAYERS: dict[str, str] = {
     "DenseNet201": "conv5_block32_concat",
@@ -28,6 +41,11 @@ _APPLICATIONS: dict[str, tuple[Callable[..., keras.Model], Callable[[np.ndarray]
 MIN_IMAGE_SIZE: dict[str, int] = {"DenseNet201": 32, "ResNet50V2": 32, "InceptionV3": 75}
 
 HEAD_LAYERS = ("avg_pool", "logits")
+KERAS_CACHE = "~/.keras/models"
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be obtained or do not fit the architecture."""
 
 
 def check_architecture(arch: str) -> None:
@@ -41,19 +59,121 @@ def preprocess_input(arch: str) -> Callable[[np.ndarray], np.ndarray]:
     return _APPLICATIONS[arch][1]
 
 
-def build_model(arch: str, image_size: int, weights: str | None = None,
-                         num_classes: int = 5) -> keras.Model:
-    """The flat model of the convention; `weights` is None, "imagenet" or a backbone weights file
-    as Keras applications accept it."""
+def build_backbone(arch: str, image_size: int, weights: str | None = None) -> keras.Model:
+    """The Keras application without top on its own input named `image` (flat functional model)."""
     check_architecture(arch)
     if image_size < MIN_IMAGE_SIZE[arch]:
         raise ValueError(f"{arch} needs an input of at least {MIN_IMAGE_SIZE[arch]} px, got {image_size}")
-    application = _APPLICATIONS[arch][0]
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
-    backbone = application(include_top=False, weights=weights, input_tensor=inputs)
+    return _APPLICATIONS[arch][0](include_top=False, weights=weights, input_tensor=inputs)
+
+
+def build_model(arch: str, image_size: int, weights: str | Path | None = None, num_classes: int = 5,
+                *, pretraining: "PretrainSpec | None" = None) -> keras.Model:
+    """The flat model of the convention with `weights` loaded (see the module docstring).
+
+    For `weights="synthetic"`, `pretraining` gives the pre-training settings (default:
+    `PretrainSpec(image_size=image_size)`)."""
+    kind = _weights_kind(weights)
+    if kind == "imagenet":
+        try:
+            backbone = build_backbone(arch, image_size, "imagenet")
+        except ValueError:
+            raise
+        except Exception as error:  # keras raises a bare Exception on "URL fetch failure"
+            raise _imagenet_error(arch, error) from error
+    else:
+        backbone = build_backbone(arch, image_size)
     pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(backbone.output)
     logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(pooled)
-    return keras.Model(inputs, logits, name=arch)
+    model = keras.Model(backbone.input, logits, name=arch)
+    if kind == "synthetic":
+        from .pretrain import PretrainSpec, synthetic_backbone_weights
+        spec = pretraining or PretrainSpec(image_size=image_size)
+        load_backbone_weights(model, synthetic_backbone_weights(arch, spec).path)
+    elif kind == "file":
+        load_weights_file(model, arch, weights_path_for(str(weights), arch))
+    return model
+
+
+def _weights_kind(weights: str | Path | None) -> str:
+    if weights is None or (isinstance(weights, str) and weights.lower() in {"", "none"}):
+        return "none"
+    if isinstance(weights, str) and weights in {"imagenet", "synthetic"}:
+        return weights
+    return "file"
+
+
+def _imagenet_error(arch: str, error: Exception) -> WeightsError:
+    return WeightsError(
+        f"ImageNet weights for {arch} could not be downloaded ({error}). Keras keeps them in "
+        f"{KERAS_CACHE}: copy the no-top file there, or pass weights=<path to a weights file> "
+        "('{arch}' in the path is replaced by the architecture name), or weights=synthetic for "
+        "the built-in offline pre-training.")
+
+
+def backbone_model(model: keras.Model) -> keras.Model:
+    """A functional view of `model`'s backbone (shares its layers and weights)."""
+    return keras.Model(model.input, model.get_layer("avg_pool").input, name=f"{model.name}_backbone")
+
+
+def load_backbone_weights(model: keras.Model, path: Path) -> None:
+    """Load a backbone `.weights.h5` (as `pretrain` caches it) into `model`'s backbone."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        backbone_model(model).load_weights(path)
+
+
+def load_weights_file(model: keras.Model, arch: str, path: Path) -> str:
+    """Load a local weights file into `model`; returns what it held ("model", "backbone", "keras_h5")."""
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    if not path.name.endswith(".weights.h5"):
+        return _load_application_h5(model, arch, path)
+    errors = []
+    for held, target in (("model", model), ("backbone", backbone_model(model))):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                target.load_weights(path)
+            return held
+        except ValueError as error:
+            errors.append(str(error).splitlines()[0])
+    raise WeightsError(f"weights file {path} does not fit {arch} with {model.output_shape[-1]} classes "
+                       f"(neither a whole model nor a backbone of it): {errors[-1]}")
+
+
+def _load_application_h5(model: keras.Model, arch: str, path: Path) -> str:
+    """A Keras application's no-top `.h5` (legacy format, matched layer by layer)."""
+    reference = build_backbone(arch, model.input_shape[1])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference.load_weights(path)
+    except Exception as error:
+        raise WeightsError(f"weights file {path} is not a no-top {arch} weights file: "
+                           f"{str(error).splitlines()[0]}") from error
+    backbone_model(model).set_weights(reference.get_weights())
+    return "keras_h5"
+
+
+def resolve_weights(config: "RunConfig", arch: str) -> tuple[str | Path | None, dict[str, Any]]:
+    """What `build_model` should load for `arch` under `config`, and a description for config.json.
+
+    "synthetic" is resolved to the cached pre-trained backbone (pre-training it if needed)."""
+    kind = _weights_kind(config.weights)
+    if kind == "none":
+        return None, {"kind": "none"}
+    if kind == "imagenet":
+        return "imagenet", {"kind": "imagenet", "path": KERAS_CACHE}
+    if kind == "file":
+        path = weights_path_for(config.weights, arch)
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} (for {arch}) does not exist")
+        return path, {"kind": "file", "path": str(path)}
+    from .pretrain import PretrainSpec, synthetic_backbone_weights
+    result = synthetic_backbone_weights(arch, PretrainSpec.from_config(config))
+    return result.path, {"kind": "synthetic", **result.description}
 
 
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:

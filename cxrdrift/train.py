@@ -1,0 +1,384 @@
+"""Stage 2: the two-phase protocol — transfer learning with a frozen backbone, then fine-tuning.
+
+For each architecture: phase "transfer" (epochs 1..epochs_tl) trains only the `logits` head with
+Adam(lr_tl); phase "finetune" (epochs_tl+1..total) trains the whole network with a fresh
+Adam(lr_ft), BatchNorm layers kept in inference mode when `bn_frozen_in_ft` (Keras runs a
+BatchNorm layer with `trainable=False` in inference mode). After every epoch: the checkpoint
+(`config.saved_epochs()`), every test sample's logits (`predictions.parquet`) and the epoch's
+losses, accuracies and throughput (`history.csv`).
+
+Without augmentation and with `cache_frozen_features`, the frozen phase computes the backbone's
+pooled features once and trains the same `logits` layer on them (a model sharing that layer), in
+the same batch order as the plain path would use: the head it gives is the plain path's.
+
+Resume: after an epoch's artifacts, `models/<arch>/last.weights.h5`, the optimizer's variables
+(`last.optimizer.npz`) and then `state.json` are written; a restarted run continues after the
+epoch `state.json` names, with weights and optimizer restored, and discards any rows of later
+epochs (written by an interrupted epoch). Batch order is a function of (seed, epoch), so a resumed
+run reproduces an uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from . import data
+from .artifacts import RunPaths, atomic_path, read_json, read_resolved, write_config, write_csv, write_json, \
+    write_npz, read_npz, write_parquet
+from .config import RunConfig
+from .models import backbone_layers, build_model, resolve_weights
+
+PHASES = ("transfer", "finetune")
+HISTORY_COLUMNS = ("arch", "epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                   "images_per_s", "wall_s")
+LOSS = "sparse_categorical_crossentropy_from_logits"
+log = logging.getLogger("cxrdrift.train")
+
+
+# -- device: mixed precision, XLA, several GPUs ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Device:
+    strategy: tf.distribute.Strategy
+    mixed_precision: bool
+    xla: bool
+    gpus: int
+
+
+def configure_device(config: RunConfig) -> Device:
+    """Set the Keras dtype policy ("mixed_float16" when mixed precision is on, else "float32") and
+    choose the distribution strategy (MirroredStrategy over several GPUs) and XLA."""
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and gpus > 0)
+    xla = config.xla == "on" or (config.xla == "auto" and gpus > 0)
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    strategy = tf.distribute.MirroredStrategy() if gpus > 1 else tf.distribute.get_strategy()
+    return Device(strategy, mixed, xla, gpus)
+
+
+# -- run-directory bookkeeping ---------------------------------------------------------------------
+
+def training_fingerprint(config: RunConfig, arch: str) -> str:
+    """A hash of every setting that shapes `arch`'s training; a state with another one is stale."""
+    fields = ("image_size", "augment", "data_dir", "synth_train", "synth_val", "synth_test", "synth_size",
+              "weights", "pretrain_images", "pretrain_epochs", "pretrain_lr", "pretrain_bn_momentum",
+              "pretrain_bn_epochs", "pretrain_size", "epochs_tl", "epochs_ft", "lr_tl", "lr_ft",
+              "bn_frozen_in_ft", "batch_size", "seed", "save_epochs", "early_epoch", "late_epoch")
+    values = {"arch": arch, **{name: getattr(config, name) for name in fields}}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ArchFiles:
+    """Where one architecture's resume state lives."""
+
+    root: Path
+
+    @property
+    def last_weights(self) -> Path:
+        return self.root / "last.weights.h5"
+
+    @property
+    def last_optimizer(self) -> Path:
+        return self.root / "last.optimizer.npz"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+
+def finished_epoch(config: RunConfig, arch: str) -> int:
+    """The last epoch of `arch` whose artifacts are all written for this config (0 if none)."""
+    files = ArchFiles(RunPaths.of(config).model_dir(arch))
+    if not files.state.is_file() or not files.last_weights.is_file():
+        return 0
+    state = read_json(files.state)
+    return int(state["epoch"]) if state.get("fingerprint") == training_fingerprint(config, arch) else 0
+
+
+def _read_table(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def _replace_rows(path: Path, arch: str, rows: pd.DataFrame | None, keep_through: int) -> None:
+    """Rewrite a per-epoch table: keep `arch`'s rows up to epoch `keep_through`, other archs' rows,
+    and append `rows`."""
+    table = _read_table(path)
+    parts = []
+    if table is not None:
+        parts.append(table[(table["arch"] != arch) | (table["epoch"] <= keep_through)])
+    if rows is not None:
+        parts.append(rows)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if frame.empty and table is None:
+        return
+    frame = frame.sort_values(["arch", "epoch"], kind="stable").reset_index(drop=True)
+    (write_parquet if path.suffix == ".parquet" else write_csv)(path, frame)
+
+
+def predictions_frame(arch: str, epoch: int, test: pd.DataFrame, logits: np.ndarray) -> pd.DataFrame:
+    """One row per test sample: arch, epoch, sample_id, label, label_index, predicted_index, logit_k."""
+    frame = pd.DataFrame({"arch": arch, "epoch": epoch, "sample_id": test["sample_id"].to_numpy(),
+                          "label": test["label"].to_numpy(), "label_index": test["label_index"].to_numpy(),
+                          "predicted_index": logits.argmax(axis=1)})
+    for k in range(logits.shape[1]):
+        frame[f"logit_{k}"] = logits[:, k].astype(np.float32)
+    return frame
+
+
+# -- optimizer state (exact resume) ----------------------------------------------------------------
+
+def save_optimizer(optimizer: keras.optimizers.Optimizer, path: Path) -> None:
+    write_npz(path, {f"v{i:04d}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
+
+
+def restore_optimizer(optimizer: keras.optimizers.Optimizer, variables: list, path: Path) -> None:
+    """Build `optimizer` for `variables` and assign the saved values (same order as saved)."""
+    optimizer.build(variables)
+    saved = read_npz(path)
+    if len(saved) != len(optimizer.variables):
+        raise ValueError(f"optimizer state {path} holds {len(saved)} variables, expected "
+                         f"{len(optimizer.variables)}; delete it to restart the phase")
+    for i, variable in enumerate(optimizer.variables):
+        variable.assign(saved[f"v{i:04d}"])
+
+
+# -- the protocol -------------------------------------------------------------------------------------
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The training samples' order in `epoch`: a permutation fixed by (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def set_phase(model: keras.Model, phase: str, bn_frozen: bool) -> None:
+    """Freeze the backbone ("transfer") or unfreeze it ("finetune", BatchNorm frozen if asked)."""
+    for layer in backbone_layers(model):
+        layer.trainable = phase == "finetune" and not (
+            bn_frozen and isinstance(layer, keras.layers.BatchNormalization))
+
+
+def compile_for(trainer: keras.Model, lr: float, xla: bool) -> None:
+    trainer.compile(optimizer=keras.optimizers.Adam(lr),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                    jit_compile=xla)
+
+
+def head_model(model: keras.Model) -> keras.Model:
+    """A model from pooled features to logits that shares `model`'s `logits` layer."""
+    features = keras.Input(shape=(model.get_layer("logits").input.shape[-1],), name="features")
+    return keras.Model(features, model.get_layer("logits")(features), name=f"{model.name}_head")
+
+
+class EpochSource:
+    """What one epoch trains and evaluates on: images through the whole model, or cached features
+    through the head."""
+
+    def __init__(self, config: RunConfig, arch: str, index: data.DatasetIndex, model: keras.Model,
+                 cached: bool):
+        self.config, self.arch, self.cached = config, arch, cached
+        self.train, self.val, self.test = (index.split(s) for s in ("train", "val", "test"))
+        self.features: dict[str, np.ndarray] = {}
+        self.trainer = head_model(model) if cached else model
+        self.extractor = keras.Model(model.input, model.get_layer("avg_pool").output) if cached else None
+
+    def images(self, frame: pd.DataFrame, *, augment: bool = False, seed: int = 0) -> tf.data.Dataset:
+        c = self.config
+        return data.make_dataset(frame, self.arch, c.image_size, c.batch_size, augment=augment, seed=seed,
+                                 cache=False)
+
+    def _features(self, split: str) -> np.ndarray:
+        if split not in self.features:
+            frame = {"train": self.train, "val": self.val, "test": self.test}[split]
+            pooled = self.extractor.predict(self.images(frame), verbose=0)  # inference mode
+            self.features[split] = pooled.astype(np.float32)
+        return self.features[split]
+
+    def _from_features(self, split: str, order: np.ndarray | None = None) -> tf.data.Dataset:
+        frame = {"train": self.train, "val": self.val, "test": self.test}[split]
+        x, y = self._features(split), frame["label_index"].to_numpy(np.int32)
+        if order is not None:
+            x, y = x[order], y[order]
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(self.config.batch_size)
+
+    def training(self, epoch: int) -> tf.data.Dataset:
+        order = epoch_order(len(self.train), self.config.seed, epoch)
+        if self.cached:
+            return self._from_features("train", order)
+        return self.images(self.train.iloc[order], augment=self.config.augment,
+                           seed=self.config.seed * 1000 + epoch)
+
+    def evaluation(self, split: str) -> tf.data.Dataset:
+        frame = {"val": self.val, "test": self.test}[split]
+        return self._from_features(split) if self.cached else self.images(frame)
+
+
+def run_epoch(source: EpochSource, epoch: int) -> tuple[dict[str, float], np.ndarray]:
+    """Train one epoch; returns the history row's numbers and the test logits."""
+    start = time.perf_counter()
+    training = source.training(epoch)
+    fit_start = time.perf_counter()
+    fitted = source.trainer.fit(training, epochs=1, verbose=0).history
+    fit_seconds = time.perf_counter() - fit_start
+    val_loss, val_accuracy = source.trainer.evaluate(source.evaluation("val"), verbose=0)
+    logits = source.trainer.predict(source.evaluation("test"), verbose=0).astype(np.float32)
+    row = {"train_loss": float(fitted["loss"][-1]), "train_accuracy": float(fitted["accuracy"][-1]),
+           "val_loss": float(val_loss), "val_accuracy": float(val_accuracy),
+           "images_per_s": len(source.train) / fit_seconds, "wall_s": time.perf_counter() - start}
+    return row, logits
+
+
+def finish_epoch(config: RunConfig, arch: str, epoch: int, phase: str, model: keras.Model,
+                 optimizer: keras.optimizers.Optimizer, row: dict[str, float], test: pd.DataFrame,
+                 logits: np.ndarray) -> None:
+    """Write the epoch's artifacts; `state.json` last, so an epoch counts as done only when all are."""
+    paths = RunPaths.of(config)
+    files = ArchFiles(paths.model_dir(arch))
+    if epoch in config.saved_epochs():
+        with atomic_path(paths.weights(arch, epoch)) as tmp:
+            model.save_weights(tmp)
+    _replace_rows(paths.predictions, arch, predictions_frame(arch, epoch, test, logits), epoch - 1)
+    history = pd.DataFrame([{"arch": arch, "epoch": epoch, "phase": phase, **row}], columns=HISTORY_COLUMNS)
+    _replace_rows(paths.history, arch, history, epoch - 1)
+    with atomic_path(files.last_weights) as tmp:
+        model.save_weights(tmp)
+    if epoch == config.total_epochs:
+        files.last_optimizer.unlink(missing_ok=True)
+    else:
+        save_optimizer(optimizer, files.last_optimizer)
+    write_json(files.state, {"epoch": epoch, "phase": phase,
+                             "fingerprint": training_fingerprint(config, arch)})
+
+
+def phase_of(config: RunConfig, epoch: int) -> str:
+    return PHASES[0] if epoch <= config.epochs_tl else PHASES[1]
+
+
+def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, device: Device,
+                       force: bool = False) -> None:
+    """Train `arch` through both phases, resuming after its last finished epoch."""
+    paths = RunPaths.of(config)
+    files = ArchFiles(paths.model_dir(arch))
+    done = 0 if force else finished_epoch(config, arch)
+    if done == config.total_epochs:
+        log.info("%s: all %d epochs already done, skipped", arch, done)
+        return
+    for table in (paths.predictions, paths.history):  # drop rows of epochs not finished
+        _replace_rows(table, arch, None, done)
+    weights, description = resolve_weights(config, arch)
+    write_config(config, {"weights": {**read_resolved(config.run_dir).get("weights", {}), arch: description}})
+    keras.utils.set_random_seed(config.seed)
+    with device.strategy.scope():
+        model = build_model(arch, config.image_size, weights)
+        if done:
+            model.load_weights(files.last_weights)
+            log.info("%s: resuming after epoch %d", arch, done)
+    cached = config.cache_frozen_features and not config.augment
+    bar = tqdm(total=config.total_epochs, initial=done, desc=arch, unit="epoch")
+    for phase in PHASES:
+        epochs = [e for e in range(done + 1, config.total_epochs + 1) if phase_of(config, e) == phase]
+        if not epochs:
+            continue
+        set_phase(model, phase, config.bn_frozen_in_ft)
+        with device.strategy.scope():
+            source = EpochSource(config, arch, index, model, cached and phase == "transfer")
+            compile_for(source.trainer, config.lr_tl if phase == "transfer" else config.lr_ft, device.xla)
+            if done and phase_of(config, done) == phase:
+                restore_optimizer(source.trainer.optimizer, source.trainer.trainable_variables,
+                                  files.last_optimizer)
+        for epoch in epochs:
+            row, logits = run_epoch(source, epoch)
+            finish_epoch(config, arch, epoch, phase, model, source.trainer.optimizer, row, source.test, logits)
+            log.info("%s epoch %d (%s): %s", arch, epoch, phase,
+                     ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+            bar.set_postfix(phase=phase, val_acc=f"{row['val_accuracy']:.3f}")
+            bar.update(1)
+    bar.close()
+
+
+def _log_to(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def run_training(config: RunConfig, force: bool = False) -> pd.DataFrame:
+    """Stage 2: train every architecture of `config` through both phases (resuming, skipping
+    finished ones unless `force`); returns `history.csv` as a frame."""
+    paths = RunPaths.of(config)
+    index = data.prepare(config)
+    handler = _log_to(paths.logs / "training.log")
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        device = configure_device(config)
+        log.info("device: %d GPU(s), mixed precision %s, XLA %s", device.gpus, device.mixed_precision, device.xla)
+        tf.config.experimental.enable_op_determinism()
+        for arch in config.architectures:
+            train_architecture(config, arch, index, device, force)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+        log.removeHandler(handler)
+        handler.close()
+    return pd.read_csv(paths.history)
+
+
+# -- reading the results ---------------------------------------------------------------------------
+
+def load_predictions(config: RunConfig) -> pd.DataFrame:
+    return pd.read_parquet(RunPaths.of(config).predictions)
+
+
+def load_history(config: RunConfig) -> pd.DataFrame:
+    return pd.read_csv(RunPaths.of(config).history)
+
+
+def predictive_table(predictions: pd.DataFrame, epoch: int) -> pd.DataFrame:
+    """Accuracy, macro one-vs-rest AUC and macro F1 per architecture at `epoch` (this run's Table 2)."""
+    from .metrics import logit_columns, predictive_metrics
+
+    rows = []
+    for arch, frame in predictions[predictions["epoch"] == epoch].groupby("arch", sort=False):
+        scores = predictive_metrics(frame["label_index"].to_numpy(), frame[logit_columns(frame)].to_numpy(),
+                                    class_names=data.CLASSES)
+        rows.append({"arch": arch, "auc": scores["auc"], "accuracy": scores["accuracy"], "f1": scores["f1"]})
+    return pd.DataFrame(rows).set_index("arch")
+
+
+def per_class_recall(predictions: pd.DataFrame, epoch: int) -> pd.DataFrame:
+    """Recall of every class (columns) per architecture (rows) at `epoch`."""
+    from .metrics import logit_columns, predictive_metrics
+
+    rows = {}
+    for arch, frame in predictions[predictions["epoch"] == epoch].groupby("arch", sort=False):
+        scores = predictive_metrics(frame["label_index"].to_numpy(), frame[logit_columns(frame)].to_numpy(),
+                                    class_names=data.CLASSES)
+        rows[arch] = scores["recall_per_class"]
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def throughput_table(history: pd.DataFrame) -> pd.DataFrame:
+    """Median training images/s and mean epoch wall time per architecture and phase."""
+    return (history.groupby(["arch", "phase"], sort=False)
+            .agg(images_per_s=("images_per_s", "median"), epoch_wall_s=("wall_s", "mean"))
+            .reset_index())
+
+
+def iter_weights_descriptions(config: RunConfig) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(arch, description) of the weights each architecture started from, from config.json."""
+    yield from read_resolved(config.run_dir).get("weights", {}).items()
