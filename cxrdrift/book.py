@@ -59,7 +59,7 @@ class NotebookExecutionError(BookError):
         self.notebook, self.cell_index, self.cell_source = notebook, cell_index, cell_source
         self.error, self.partial = error, partial
         first_line = next((line for line in cell_source.splitlines() if line.strip()), "")
-        cell = f"cell {cell_index} ({first_line.strip()!r})" if cell_index is not None else "kernel"
+        cell = f"cell {cell_index} ({first_line.strip()!r})" if cell_index is not None else "kernel start"
         kept = f"; the partially executed copy is {partial}" if partial else ""
         super().__init__(f"notebook {notebook} failed at {cell}: {error}{kept}")
 
@@ -173,12 +173,24 @@ def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping
                                          f"{error.ename}: {error.evalue}", partial) from None
         except Exception as error:  # the kernel died or could not start
             partial = _keep_partial(running, failed)
-            raise NotebookExecutionError(source.name, None, "", f"{type(error).__name__}: {error}",
-                                         partial) from error
+            index, cell_source = _running_cell(partial)
+            raise NotebookExecutionError(source.name, index, cell_source,
+                                         f"{type(error).__name__}: {error}", partial) from error
         _hide_parameter_cells(running)
         running.chmod(0o644)
     failed.unlink(missing_ok=True)
     return output
+
+
+def _running_cell(partial: Path | None) -> tuple[int | None, str]:
+    """The last cell papermill started in a partial copy (where a dead kernel stopped)."""
+    if partial is None:
+        return None, ""
+    import nbformat
+
+    cells = nbformat.read(partial, as_version=4).cells
+    started = [i for i, cell in enumerate(cells) if cell.metadata.get("papermill", {}).get("start_time")]
+    return (started[-1], cells[started[-1]].source) if started else (None, "")
 
 
 def _keep_partial(running: Path, failed: Path) -> Path | None:

@@ -344,3 +344,11 @@ def test_book_check_flags_console_errors_and_broken_images(tmp_path):
     assert any("console.error: boom" in e for e in bad.errors)
     assert any(e.startswith("missing file: 404 /img/missing.png") for e in bad.errors)
     assert (tmp_path / "shots" / "good.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_dead_kernel_names_the_cell_it_was_running(tmp_path):
+    write_chapter(tmp_path / "notebooks", "01_dies", extra="import os\nos._exit(1)")
+    with pytest.raises(book.NotebookExecutionError) as caught:
+        book.execute_notebooks(cfg.profile("demo"), root=tmp_path, progress_bar=False)
+    assert caught.value.cell_index == 3 and "DeadKernelError" in caught.value.error
+    assert caught.value.partial.exists()
