@@ -24,4 +24,4 @@ check-book: setup
 	$(BIN)/python -m cxrdrift.book_check _build/html _build/screenshots
 
 clean:
-	rm -rf _build runs book/_executed
+	rm -rf _build runs book/chapters
