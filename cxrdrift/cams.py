@@ -375,14 +375,17 @@ def compared_examples(config: RunConfig, arch: str, method: str, per_class: int 
 
 
 def degenerate_table(config: RunConfig) -> pd.DataFrame:
-    """Per architecture, CAM epoch and method: maps stored, degenerate (constant) maps, their share."""
+    """Per architecture, CAM epoch and method: the raw map size, maps stored, degenerate (constant)
+    maps and their share."""
     rows = []
     for arch in config.architectures:
         for epoch in config.cam_epoch_list():
             cams_file = load_cams(config, arch, epoch)
             for method in config.cam_methods:
                 flags = degenerate_mask(_method_maps(cams_file, method, f"cams/{arch}/epoch_{epoch:02d}.npz"))
-                rows.append({"arch": arch, "epoch": epoch, "method": method, "maps": len(flags),
+                shape = cams_file[method].shape[1:]
+                rows.append({"arch": arch, "epoch": epoch, "method": method, "map_size": f"{shape[0]}×{shape[1]}",
+                             "maps": len(flags),
                              "degenerate": int(flags.sum()), "share": float(flags.mean()) if len(flags) else np.nan})
     return pd.DataFrame(rows)
 
@@ -403,3 +406,30 @@ def method_agreement(config: RunConfig, first: str = "layercam", second: str = "
                 **metrics.drift_metrics(a, b, config.threshold),
                 f"entropy_{first}": metrics.entropy(a), f"entropy_{second}": metrics.entropy(b)}))
     return pd.concat(frames, ignore_index=True)
+
+
+def alpha_norm_table(config: RunConfig, epoch: int | None = None, samples: int = 32) -> pd.DataFrame:
+    """How far Grad-CAM++ with and without alpha normalization lies from LayerCAM, per
+    architecture, on the first `samples` mapped test images at `epoch` (default: the later
+    compared one): the largest absolute difference of post-processed maps, and the share of maps
+    that differ by more than 1e-4 anywhere."""
+    epoch = config.late_epoch if epoch is None else epoch
+    rows = cam_samples(config, data.prepare(config).split("test")).head(samples)
+    size = (config.image_size, config.image_size)
+    records = []
+    for arch in config.architectures:
+        model = build_model(arch, config.image_size, None)
+        model.load_weights(RunPaths.of(config).weights(arch, epoch))
+        images = np.concatenate(list(data.make_dataset(rows, arch, config.image_size, config.cam_batch_size,
+                                                       with_labels=False).as_numpy_iterator()))
+        layer, labels = _target_layer(arch), rows["label_index"].to_numpy()
+        plain = compute_cams(model, images, labels, layer, ("layercam", "gradcampp"))
+        normed = compute_cams(model, images, labels, layer, ("gradcampp",), alpha_norm=True)
+        layercam = postprocess(plain["layercam"], size)
+        for form, maps in (("alpha_norm=False", plain["gradcampp"]), ("alpha_norm=True", normed["gradcampp"])):
+            difference = np.abs(postprocess(maps, size) - layercam).max(axis=(1, 2))
+            scored = difference[np.isfinite(difference)]  # degenerate maps are NaN
+            records.append({"arch": arch, "epoch": epoch, "Grad-CAM++ form": form, "maps scored": len(scored),
+                            "max |Grad-CAM++ − LayerCAM|": scored.max() if len(scored) else np.nan,
+                            "share differing > 1e-4": (scored > 1e-4).mean() if len(scored) else np.nan})
+    return pd.DataFrame(records)

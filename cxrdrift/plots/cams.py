@@ -87,8 +87,12 @@ def plot_degenerate_share(table: pd.DataFrame) -> Figure:
                        height=3.0, aspect=1.2, palette="Set2")
     grid.set_axis_labels("", "share of degenerate maps")
     grid.set_titles("{col_name}")
-    for ax in grid.axes.ravel():
-        ax.set_ylim(0, max(0.05, float(frame["share"].max()) * 1.15))
+    top = max(0.05, float(frame["share"].max()) * 1.15)
+    for (method, facet), ax in zip(frame.groupby("method", sort=False), grid.axes.ravel()):
+        ax.set_ylim(0, top)
+        if facet["degenerate"].sum() == 0:
+            ax.text(0.5, 0.5, f"no degenerate maps\n(of {facet['maps'].sum()})", transform=ax.transAxes,
+                    ha="center", va="center", color="0.4")
     grid.figure.set_facecolor("white")
     return grid.figure
 
