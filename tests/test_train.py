@@ -1,0 +1,193 @@
+"""The two-phase protocol: artifacts, frozen/fine-tune semantics, resume, feature caching, device set-up.
+
+Unit tests swap the Keras applications for a tiny convolutional network of the same convention
+(BatchNorm, `avg_pool`, `logits`) so that each run takes seconds; the smoke test runs the real
+backbones end to end.
+"""
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrdrift import config as cfg
+from cxrdrift import train
+from cxrdrift.artifacts import RunPaths, read_resolved
+
+
+def tiny_model(arch: str, image_size: int, weights=None, num_classes: int = 5) -> keras.Model:
+    """A small model of the project's convention (flat, BatchNorm in the backbone)."""
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    x = inputs
+    for i, filters in enumerate((4, 8)):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(pooled)
+    return keras.Model(inputs, logits, name=arch)
+
+
+@pytest.fixture
+def tiny(monkeypatch, tmp_path):
+    """A config factory for tiny runs: two 'architectures' built by `tiny_model`, 16 px images."""
+    monkeypatch.setattr(train, "build_model", tiny_model)
+    data_dir = tmp_path / "shared_data"
+
+    def make(name: str, **overrides) -> cfg.RunConfig:
+        values = dict(run_dir=str(tmp_path / name), architectures=("ResNet50V2", "DenseNet201"),
+                      weights="none", image_size=16, synth_size=32, synth_train=48, synth_val=16,
+                      synth_test=20, batch_size=8, epochs_tl=2, epochs_ft=2, early_epoch=1, late_epoch=3,
+                      save_epochs="all", lr_ft=1e-2)
+        values.update(overrides)
+        config = cfg.profile("smoke", **values)
+        if not data_dir.exists():  # generate the synthetic dataset once, reuse it via data_dir
+            from cxrdrift import data
+            data.prepare(config)
+            (tmp_path / name / "data").rename(data_dir)
+        return config.replace(data_dir=str(data_dir))
+
+    return make
+
+
+def backbone_arrays(model: keras.Model) -> dict[str, np.ndarray]:
+    return {v.path: np.asarray(v) for v in model.weights if not v.path.startswith("logits")}
+
+
+def checkpoint(config: cfg.RunConfig, arch: str, epoch: int) -> keras.Model:
+    model = tiny_model(arch, config.image_size)
+    model.load_weights(RunPaths.of(config).weights(arch, epoch))
+    return model
+
+
+def test_artifacts_for_every_arch_epoch_and_test_sample(tiny):
+    config = tiny("run", save_epochs="compared")
+    history = train.run_training(config)
+    paths = RunPaths.of(config)
+    for arch in config.architectures:
+        saved = sorted(p.name for p in paths.model_dir(arch).glob("epoch_*.weights.h5"))
+        assert saved == ["epoch_01.weights.h5", "epoch_03.weights.h5"]
+        assert (paths.model_dir(arch) / "last.weights.h5").is_file()
+        assert not (paths.model_dir(arch) / "last.optimizer.npz").exists()
+    predictions = pd.read_parquet(paths.predictions)
+    test_ids = sorted(pd.read_parquet(paths.predictions).query("epoch == 1 and arch == 'ResNet50V2'")["sample_id"])
+    assert len(test_ids) == config.synth_test
+    counts = predictions.groupby(["arch", "epoch"])["sample_id"].apply(lambda s: sorted(s) == test_ids)
+    assert counts.all() and len(counts) == 2 * 4
+    assert [f"logit_{k}" for k in range(5)] == [c for c in predictions.columns if c.startswith("logit_")]
+    assert (predictions["predicted_index"] == predictions[[f"logit_{k}" for k in range(5)]].to_numpy().argmax(1)).all()
+    assert list(history.columns) == list(train.HISTORY_COLUMNS)
+    assert history.groupby("arch")["phase"].apply(list).tolist() == [["transfer"] * 2 + ["finetune"] * 2] * 2
+    assert np.isfinite(history[["train_loss", "val_loss", "images_per_s"]].to_numpy()).all()
+    assert read_resolved(config.run_dir)["weights"] == {"ResNet50V2": {"kind": "none"}, "DenseNet201": {"kind": "none"}}
+    assert "ResNet50V2 epoch 4 (finetune)" in (paths.logs / "training.log").read_text()
+
+
+@pytest.mark.parametrize("bn_frozen", [True, False])
+def test_frozen_phase_keeps_backbone_and_finetuning_changes_it(tiny, bn_frozen):
+    config = tiny("run", architectures=("ResNet50V2",), bn_frozen_in_ft=bn_frozen)
+    train.run_training(config)
+    epochs = [backbone_arrays(checkpoint(config, "ResNet50V2", e)) for e in range(1, 5)]
+    heads = [checkpoint(config, "ResNet50V2", e).get_layer("logits").get_weights()[0] for e in (1, 2)]
+    for name, value in epochs[0].items():  # transfer phase: every backbone variable untouched
+        np.testing.assert_array_equal(value, epochs[1][name], err_msg=name)
+    assert not np.allclose(heads[0], heads[1])
+    changed = {name for name in epochs[1] if not np.array_equal(epochs[1][name], epochs[3][name])}
+    assert {"conv0/kernel", "conv1/kernel"} <= changed
+    bn_vars = {name for name in epochs[1] if name.startswith("bn")}
+    assert (bn_vars & changed == set()) == bn_frozen  # BatchNorm frozen: statistics and affine kept
+
+
+@pytest.mark.parametrize("interrupt_after", [1, 3])
+def test_resume_after_interruption_matches_uninterrupted_run(tiny, monkeypatch, interrupt_after):
+    reference = tiny("reference", architectures=("ResNet50V2",))
+    train.run_training(reference)
+    resumed = tiny("resumed", architectures=("ResNet50V2",))
+    finish = train.finish_epoch
+
+    def interrupted(config, arch, epoch, phase, model, optimizer, row, test, logits):
+        if epoch == interrupt_after + 1:  # half of the next epoch written, then the crash
+            train._replace_rows(RunPaths.of(config).predictions, arch,
+                                train.predictions_frame(arch, epoch, test, logits), epoch - 1)
+            raise KeyboardInterrupt
+        finish(config, arch, epoch, phase, model, optimizer, row, test, logits)
+
+    monkeypatch.setattr(train, "finish_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(resumed)
+    assert train.finished_epoch(resumed, "ResNet50V2") == interrupt_after
+    monkeypatch.setattr(train, "finish_epoch", finish)
+    train.run_training(resumed)
+    a, b = (pd.read_parquet(RunPaths.of(c).predictions) for c in (reference, resumed))
+    pd.testing.assert_frame_equal(a, b, atol=1e-5)
+    ha, hb = (pd.read_csv(RunPaths.of(c).history) for c in (reference, resumed))
+    pd.testing.assert_frame_equal(ha[["epoch", "train_loss", "val_loss"]], hb[["epoch", "train_loss", "val_loss"]],
+                                  atol=1e-5)
+    for name, value in backbone_arrays(checkpoint(reference, "ResNet50V2", 4)).items():
+        np.testing.assert_allclose(value, backbone_arrays(checkpoint(resumed, "ResNet50V2", 4))[name], atol=1e-5)
+
+
+def test_cached_features_train_the_same_head_as_the_plain_path(tiny):
+    plain = tiny("plain", architectures=("ResNet50V2",), cache_frozen_features=False, epochs_ft=1)
+    cached = tiny("cached", architectures=("ResNet50V2",), cache_frozen_features=True, epochs_ft=1)
+    for config in (plain, cached):
+        train.run_training(config)
+    a, b = (pd.read_parquet(RunPaths.of(c).predictions) for c in (plain, cached))
+    pd.testing.assert_frame_equal(a, b, atol=1e-4)
+    for epoch in (1, 2):
+        heads = [checkpoint(c, "ResNet50V2", epoch).get_layer("logits").get_weights() for c in (plain, cached)]
+        for x, y in zip(*heads):
+            np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_finished_architectures_are_skipped_unless_forced_and_stale_state_restarts(tiny):
+    config = tiny("run", architectures=("ResNet50V2",), epochs_ft=1)
+    train.run_training(config)
+    paths = RunPaths.of(config)
+    stamp = paths.predictions.stat().st_mtime_ns
+    train.run_training(config)
+    assert paths.predictions.stat().st_mtime_ns == stamp
+    changed = config.replace(lr_tl=5e-3)  # another protocol: the old state does not count
+    assert train.finished_epoch(changed, "ResNet50V2") == 0
+    train.run_training(config, force=True)
+    assert paths.predictions.stat().st_mtime_ns != stamp
+    assert len(pd.read_parquet(paths.predictions)) == 3 * config.synth_test
+    assert json.loads((paths.model_dir("ResNet50V2") / "state.json").read_text())["epoch"] == 3
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    order = train.epoch_order(10, 0, 1)
+    assert sorted(order) == list(range(10))
+    np.testing.assert_array_equal(order, train.epoch_order(10, 0, 1))
+    assert not np.array_equal(order, train.epoch_order(10, 0, 2))
+
+
+@pytest.mark.parametrize("setting, expected", [("on", "mixed_float16"), ("off", "float32"), ("auto", "float32")])
+def test_device_policy_and_float32_logits(setting, expected):
+    previous = keras.mixed_precision.global_policy()
+    try:
+        device = train.configure_device(cfg.profile("smoke", mixed_precision=setting, xla="off"))
+        assert keras.mixed_precision.global_policy().name == expected  # no GPU here: auto is off
+        assert device.mixed_precision == (expected == "mixed_float16") and device.xla is False
+        model = tiny_model("ResNet50V2", 16)
+        assert model.get_layer("conv0").compute_dtype == ("float16" if setting == "on" else "float32")
+        assert model(np.zeros((1, 16, 16, 3), np.float32)).dtype.name == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.slow
+def test_smoke_profile_trains_all_three_backbones(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXRDRIFT_CACHE", str(tmp_path / "cache"))
+    config = cfg.profile("smoke", run_dir=str(tmp_path / "smoke"))
+    history = train.run_training(config)
+    predictions = pd.read_parquet(RunPaths.of(config).predictions)
+    assert set(history["arch"]) == set(config.architectures)
+    assert len(predictions) == len(config.architectures) * config.total_epochs * config.synth_test
+    for arch in config.architectures:
+        for epoch in config.saved_epochs():
+            assert RunPaths.of(config).weights(arch, epoch).is_file()
+        assert read_resolved(config.run_dir)["weights"][arch]["kind"] == "synthetic"
