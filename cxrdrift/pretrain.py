@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 
 from . import synth
 from .artifacts import atomic_path, read_json, write_json
-from .models import backbone_model, build_model, preprocess_input
+from .models import MIN_IMAGE_SIZE, backbone_model, build_model, preprocess_input
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -57,9 +57,10 @@ class PretrainSpec:
                    bn_momentum=config.pretrain_bn_momentum, bn_epochs=config.pretrain_bn_epochs,
                    batch_size=config.batch_size, seed=config.seed)
 
-    @property
-    def train_size(self) -> int:
-        return self.size or self.image_size
+    def train_size(self, arch: str) -> int:
+        """Pre-training input size of `arch`: `size` (or `image_size`), at least the smallest input
+        the application accepts."""
+        return max(self.size or self.image_size, MIN_IMAGE_SIZE[arch])
 
     @property
     def held_out(self) -> int:
@@ -69,7 +70,7 @@ class PretrainSpec:
     def key(self, arch: str) -> str:
         """A hash of the settings, the architecture, the generator (its version and a fingerprint
         of its output) and the library versions."""
-        parts = {"arch": arch, **asdict(self), "size": self.train_size,
+        parts = {"arch": arch, **asdict(self), "size": self.train_size(arch),
                  "generator": [synth.GENERATOR_VERSION, generator_fingerprint()],
                  "keras": keras.__version__, "tensorflow": tf.__version__}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -124,10 +125,11 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
     """Train `arch` from scratch on the source task, re-estimate BatchNorm statistics at
     `spec.image_size` and score the held-out source set; returns the model (at `image_size`, with
     the source head) and a description."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    size = spec.train_size(arch)
     keras.utils.set_random_seed(spec.seed)
-    x, y = source_inputs(arch, spec.images, spec.train_size, spec.seed)
-    model = build_model(arch, spec.train_size, None, num_classes=y.shape[1])
+    x, y = source_inputs(arch, spec.images, size, spec.seed)
+    model = build_model(arch, size, None, num_classes=y.shape[1])
     batchnorms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in batchnorms:
         layer.momentum = spec.bn_momentum
@@ -136,7 +138,7 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
     batches = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=spec.seed)
                .batch(spec.batch_size).prefetch(2))
     history = model.fit(batches, epochs=spec.epochs, verbose=verbose)
-    if spec.train_size != spec.image_size:
+    if size != spec.image_size:
         resized = build_model(arch, spec.image_size, None, num_classes=y.shape[1])
         resized.set_weights(model.get_weights())
         model = resized
@@ -145,17 +147,18 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
             layer.momentum = spec.bn_momentum
         x, _ = source_inputs(arch, spec.images, spec.image_size, spec.seed)
     reestimate_batchnorm(model, x, spec.batch_size, spec.bn_epochs)
-    train_seconds = time.perf_counter() - start
+    train_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     held_x, held_y = source_inputs(arch, spec.held_out, spec.image_size, spec.seed + 1)
     scores = source_scores(held_y, model.predict(held_x, batch_size=spec.batch_size, verbose=0))
     description = {
         "source_task": getattr(synth.source_task, "__doc__", "") or "synthetic source task",
         "source_outputs": int(y.shape[1]),
-        "settings": asdict(spec) | {"size": spec.train_size},
+        "settings": asdict(spec) | {"size": size},
         "train_accuracy_last_epoch": float(history.history["accuracy"][-1]),
         "held_out_images": spec.held_out,
         **scores,
         "seconds": round(train_seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
     }
     return model, description
 

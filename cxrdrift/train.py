@@ -41,7 +41,7 @@ from .models import backbone_layers, build_model, resolve_weights
 
 PHASES = ("transfer", "finetune")
 HISTORY_COLUMNS = ("arch", "epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                   "images_per_s", "wall_s")
+                   "images_per_s", "wall_s", "cpu_s")
 LOSS = "sparse_categorical_crossentropy_from_logits"
 log = logging.getLogger("cxrdrift.train")
 
@@ -228,7 +228,7 @@ class EpochSource:
 
 def run_epoch(source: EpochSource, epoch: int) -> tuple[dict[str, float], np.ndarray]:
     """Train one epoch; returns the history row's numbers and the test logits."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     training = source.training(epoch)
     fit_start = time.perf_counter()
     fitted = source.trainer.fit(training, epochs=1, verbose=0).history
@@ -237,7 +237,8 @@ def run_epoch(source: EpochSource, epoch: int) -> tuple[dict[str, float], np.nda
     logits = source.trainer.predict(source.evaluation("test"), verbose=0).astype(np.float32)
     row = {"train_loss": float(fitted["loss"][-1]), "train_accuracy": float(fitted["accuracy"][-1]),
            "val_loss": float(val_loss), "val_accuracy": float(val_accuracy),
-           "images_per_s": len(source.train) / fit_seconds, "wall_s": time.perf_counter() - start}
+           "images_per_s": len(source.train) / fit_seconds, "wall_s": time.perf_counter() - start,
+           "cpu_s": time.process_time() - cpu_start}
     return row, logits
 
 
@@ -348,28 +349,30 @@ def load_history(config: RunConfig) -> pd.DataFrame:
     return pd.read_csv(RunPaths.of(config).history)
 
 
-def predictive_table(predictions: pd.DataFrame, epoch: int) -> pd.DataFrame:
-    """Accuracy, macro one-vs-rest AUC and macro F1 per architecture at `epoch` (this run's Table 2)."""
+# The paper's Table 2 (epoch 19, ImageNet weights, real radiographs) — the paper's figures.
+PAPER_TABLE2 = pd.DataFrame(
+    {"auc": [0.995, 0.998, 0.998], "accuracy": [0.936, 0.973, 0.973], "f1": [0.935, 0.959, 0.964]},
+    index=pd.Index(["DenseNet201", "ResNet50V2", "InceptionV3"], name="arch"))
+
+
+def epoch_scores(predictions: pd.DataFrame, epoch: int) -> dict[str, dict[str, Any]]:
+    """`metrics.predictive_metrics` of every architecture's test logits at `epoch`."""
     from .metrics import logit_columns, predictive_metrics
 
-    rows = []
-    for arch, frame in predictions[predictions["epoch"] == epoch].groupby("arch", sort=False):
-        scores = predictive_metrics(frame["label_index"].to_numpy(), frame[logit_columns(frame)].to_numpy(),
-                                    class_names=data.CLASSES)
-        rows.append({"arch": arch, "auc": scores["auc"], "accuracy": scores["accuracy"], "f1": scores["f1"]})
-    return pd.DataFrame(rows).set_index("arch")
+    return {arch: predictive_metrics(frame["label_index"].to_numpy(), frame[logit_columns(frame)].to_numpy(),
+                                     class_names=data.CLASSES)
+            for arch, frame in predictions[predictions["epoch"] == epoch].groupby("arch", sort=False)}
 
 
-def per_class_recall(predictions: pd.DataFrame, epoch: int) -> pd.DataFrame:
-    """Recall of every class (columns) per architecture (rows) at `epoch`."""
-    from .metrics import logit_columns, predictive_metrics
+def predictive_table(scores: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Accuracy, macro one-vs-rest AUC and macro F1 per architecture (a run's Table 2)."""
+    return pd.DataFrame({arch: {k: s[k] for k in ("auc", "accuracy", "f1")} for arch, s in scores.items()}).T \
+        .rename_axis("arch")
 
-    rows = {}
-    for arch, frame in predictions[predictions["epoch"] == epoch].groupby("arch", sort=False):
-        scores = predictive_metrics(frame["label_index"].to_numpy(), frame[logit_columns(frame)].to_numpy(),
-                                    class_names=data.CLASSES)
-        rows[arch] = scores["recall_per_class"]
-    return pd.DataFrame.from_dict(rows, orient="index")
+
+def per_class_recall(scores: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Recall of every class (columns) per architecture (rows)."""
+    return pd.DataFrame({arch: s["recall_per_class"] for arch, s in scores.items()}).T.rename_axis("arch")
 
 
 def throughput_table(history: pd.DataFrame) -> pd.DataFrame:

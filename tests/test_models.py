@@ -91,8 +91,10 @@ def test_batchnorm_reestimation_catches_up_with_the_data():
 def test_spec_from_config_and_key_sensitivity(monkeypatch):
     config = cfg.profile("demo", seed=3)
     spec = pretrain.PretrainSpec.from_config(config)
-    assert (spec.image_size, spec.train_size, spec.images, spec.epochs, spec.seed) == \
+    assert (spec.image_size, spec.train_size("ResNet50V2"), spec.images, spec.epochs, spec.seed) == \
         (config.image_size, config.pretrain_size, config.pretrain_images, config.pretrain_epochs, 3)
+    assert pretrain.PretrainSpec(image_size=128, size=48).train_size("InceptionV3") == 75  # its minimum
+    assert pretrain.PretrainSpec(image_size=128).train_size("DenseNet201") == 128
     key = spec.key("DenseNet201")
     assert key == spec.key("DenseNet201") != spec.key("ResNet50V2")
     assert key != pretrain.PretrainSpec.from_config(config.replace(pretrain_lr=1e-4)).key("DenseNet201")
