@@ -104,7 +104,8 @@ def _layer_error(model: keras.Model, layer_name: str) -> CamError:
 
 
 class FusedCamPass:
-    """Activations and target-logit gradients at one layer, compiled once per (model, layer)."""
+    """Activations and target-logit gradients at one layer, compiled once per (model, layer); the
+    maps of any method set are derived from that pair by a second, small compiled function."""
 
     def __init__(self, model: keras.Model, layer_name: str) -> None:
         if len(model.inputs) != 1:
@@ -124,39 +125,43 @@ class FusedCamPass:
         self.num_classes = int(model.outputs[0].shape[-1])
         self.input_shape = tuple(model.inputs[0].shape[1:])
         self.map_shape = tuple(int(d) for d in layer.output.shape[1:3])
-        self._features = keras.Model(model.inputs[0], [layer.output, model.outputs[0]])
-        self._compiled: dict[tuple[tuple[str, ...], bool], Callable] = {}
+        features = keras.Model(model.inputs[0], [layer.output, model.outputs[0]])
+        channels = int(layer.output.shape[-1])
 
-    def _compile(self, methods: tuple[str, ...], alpha_norm: bool) -> Callable:
+        @tf.function(input_signature=(tf.TensorSpec((None, *self.input_shape), tf.float32),
+                                      tf.TensorSpec((None,), tf.int32)))
+        def activations_and_gradients(images: tf.Tensor, class_indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(images)
+                activations, logits = features(images, training=False)
+                target = tf.reduce_sum(tf.gather(logits, class_indices, axis=1, batch_dims=1))
+            gradients = tape.gradient(target, activations)
+            return tf.cast(activations, tf.float32), tf.cast(gradients, tf.float32)
+
+        self._pass = activations_and_gradients
+        self._pair_spec = tf.TensorSpec((None, *self.map_shape, channels), tf.float32)
+        self._derivers: dict[tuple[tuple[str, ...], bool], Callable] = {}
+
+    def _deriver(self, methods: tuple[str, ...], alpha_norm: bool) -> Callable:
+        """The compiled map formulas of `methods` on (A, g); small, so cheap to trace per method set."""
         key = (methods, alpha_norm)
-        if key not in self._compiled:
-            derive = {name: _method(name, alpha_norm) for name in methods}
-            signature = (tf.TensorSpec((None, *self.input_shape), tf.float32),
-                         tf.TensorSpec((None,), tf.int32))
-
-            @tf.function(input_signature=signature)
-            def maps(images: tf.Tensor, class_indices: tf.Tensor) -> dict[str, tf.Tensor]:
-                with tf.GradientTape(watch_accessed_variables=False) as tape:
-                    tape.watch(images)
-                    activations, logits = self._features(images, training=False)
-                    target = tf.reduce_sum(tf.gather(logits, class_indices, axis=1, batch_dims=1))
-                gradients = tape.gradient(target, activations)
-                activations = tf.cast(activations, tf.float32)
-                gradients = tf.cast(gradients, tf.float32)
-                return {name: fn(activations, gradients) for name, fn in derive.items()}
-
-            self._compiled[key] = maps
-        return self._compiled[key]
+        if key not in self._derivers:
+            formulas = {name: _method(name, alpha_norm) for name in methods}
+            self._derivers[key] = tf.function(
+                lambda activations, gradients: {name: formula(activations, gradients)
+                                                for name, formula in formulas.items()},
+                input_signature=(self._pair_spec, self._pair_spec))
+        return self._derivers[key]
 
     def run(self, batches: Iterable[tuple[np.ndarray, np.ndarray]], methods: Sequence[str],
             alpha_norm: bool = False) -> dict[str, np.ndarray]:
         """Raw maps (N, h, w) float32 per method over (images, class_indices) batches."""
         methods = check_methods(methods)
-        compiled = self._compile(methods, bool(alpha_norm))
+        derive = self._deriver(methods, bool(alpha_norm))
         chunks: dict[str, list[np.ndarray]] = {name: [] for name in methods}
         for images, class_indices in batches:
-            out = compiled(tf.convert_to_tensor(images, tf.float32),
-                           tf.convert_to_tensor(class_indices, tf.int32))
+            out = derive(*self._pass(tf.convert_to_tensor(images, tf.float32),
+                                     tf.convert_to_tensor(class_indices, tf.int32)))
             for name in methods:
                 chunks[name].append(out[name].numpy())
         empty = np.zeros((0, *self.map_shape), np.float32)

@@ -195,7 +195,7 @@ def backbone_batch(arch: str, size: int, n: int = 3) -> tuple[keras.Model, np.nd
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch,size", [("DenseNet201", 96), ("ResNet50V2", 96), ("InceptionV3", 139)])
+@pytest.mark.parametrize("arch,size", [("DenseNet201", 64), ("ResNet50V2", 64), ("InceptionV3", 139)])
 def test_real_backbones_match_tf_keras_vis(arch, size) -> None:
     model, images, classes = backbone_batch(arch, size)
     layer = TARGET_LAYERS[arch]
@@ -211,16 +211,22 @@ def test_real_backbones_match_tf_keras_vis(arch, size) -> None:
 def test_inception_v3_gradient_is_constant_per_channel() -> None:
     """mixed10 feeds global average pooling: Grad-CAM is the CAM, normalized Grad-CAM++ is LayerCAM."""
     model, images, classes = backbone_batch("InceptionV3", 139)
-    model = keras.models.clone_model(model)
-    model.set_weights(backbone_batch("InceptionV3", 139)[0].get_weights())
     # trained heads have large logit gradients; scale the random head so sum_ij(A)·g is of order 1
     dense = model.get_layer("logits")
-    dense.kernel.assign(dense.kernel * 300.0)
+    original = dense.kernel.numpy()
+    dense.kernel.assign(original * 300.0)
+    try:
+        check_inception_identities(model, images, classes)
+    finally:
+        dense.kernel.assign(original)
+
+
+def check_inception_identities(model: keras.Model, images: np.ndarray, classes: np.ndarray) -> None:
     ours = cams.compute_cams(model, images, classes, "mixed10")
     normed = cams.compute_cams(model, images, classes, "mixed10", methods=["gradcampp"], alpha_norm=True)
     features = keras.Model(model.inputs[0], model.get_layer("mixed10").output)(images, training=False).numpy()
     h, w = features.shape[1:3]
-    kernel = dense.kernel.numpy()                                              # (K, classes)
+    kernel = model.get_layer("logits").kernel.numpy()                         # (K, classes)
     class_map = np.maximum(np.einsum("nijk,kn->nij", features, kernel[:, classes]) / (h * w), 0)
     np.testing.assert_allclose(ours["gradcam"], class_map, rtol=1e-4, atol=1e-6 * np.abs(class_map).max())
     np.testing.assert_allclose(normed["gradcampp"], ours["layercam"], rtol=1e-4,
