@@ -39,12 +39,12 @@ TABLE1_COUNTS = {"Normal": 317, "Pneumonia": 855, "Tuberculosis": 141, "COVID-19
                  "Lung Opacity": 1202}
 TABLE1_PROPORTIONS = {name: count / sum(TABLE1_COUNTS.values()) for name, count in TABLE1_COUNTS.items()}
 ZONES = ("right upper", "right middle", "right lower", "left upper", "left middle", "left lower")
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever the pixels change, so finished datasets are regenerated
 MARKER = ".complete"
 PARAMS_FILE = "generator.json"
 
 _MAX_LESIONS = 12          # Gaussian primitive slots per image
-_N_GLOBAL = 40             # uniforms drawn per image for anatomy and exposure
+_N_GLOBAL = 48             # uniforms drawn per image: anatomy and exposure, then 8 lesion-pattern choices
 _N_PER_LESION = 8          # uniforms drawn per lesion slot
 _TEXTURE_GRID = 6          # control points per side of the low-frequency lesion texture
 _RENDER_STREAM, _SOURCE_STREAM = 1, 2
@@ -243,8 +243,9 @@ def _empty_lesions(n: int) -> dict[str, np.ndarray]:
             "patchy": np.full(shape, 0.45)}
 
 
-def _class_lesions(label: str, lu: np.ndarray) -> dict[str, np.ndarray]:
-    """Lesion slots of one class from its uniforms `lu` (n, _MAX_LESIONS, _N_PER_LESION).
+def _class_lesions(label: str, lu: np.ndarray, choice: np.ndarray) -> dict[str, np.ndarray]:
+    """Lesion slots of one class from per-slot uniforms `lu` (n, _MAX_LESIONS, _N_PER_LESION) and
+    per-image uniforms `choice` (n, 8) for the pattern-wide choices (side, count, ...).
 
     side 0 = right lung (image left), 1 = left lung; lx in [-1, 1] medial to lateral; ly in [-1, 1]
     apex to base; sizes relative to the lung's half-width/half-height; amp is added density.
@@ -254,21 +255,22 @@ def _class_lesions(label: str, lu: np.ndarray) -> dict[str, np.ndarray]:
     if label == "Normal" or n == 0:
         return les
     u = lambda j: lu[:, :, j]  # noqa: E731
-    first = lu[:, :1, :]  # per-image choices read from slot 0
+    first = choice[:, None, :]
     slot = np.arange(_MAX_LESIONS)[None, :]
-    faint = np.where(first[:, :, 7] < 0.2, 0.55, 1.0)  # one image in five is faint
+    faint = np.where(first[:, :, 7] < 0.2, 0.7, 1.0)  # one image in five is fainter
     if label == "Pneumonia":
         main_side = (first[:, :, 0] < 0.5).astype(float)
         bilateral = first[:, :, 1] < 0.15
-        count = 1 + np.floor(first[:, :, 2] * 4)
+        count = 1 + np.floor(first[:, :, 2] * 3)  # the consolidation and up to two satellites near it
         les["side"] = np.where(slot == count, 1 - main_side, main_side)
-        les["lx"] = _span(u(3), -0.4, 0.6)
-        les["ly"] = np.where(slot == 0, _span(u(4), -0.05, 0.65), _span(u(4), -0.25, 0.8))
-        les["sx"] = np.where(slot == 0, _span(u(5), 0.35, 0.7), _span(u(5), 0.15, 0.35))
-        les["sy"] = np.where(slot == 0, _span(u(6), 0.2, 0.4), _span(u(6), 0.1, 0.25))
+        main_lx, main_ly = _span(first[:, :, 3], -0.4, 0.6), _span(first[:, :, 4], -0.05, 0.65)
+        les["lx"] = np.where(slot == 0, main_lx, np.clip(main_lx + _span(u(3), -0.4, 0.4), -0.6, 0.8))
+        les["ly"] = np.where(slot == 0, main_ly, np.clip(main_ly + _span(u(4), -0.35, 0.35), -0.3, 0.8))
+        les["sx"] = np.where(slot == 0, _span(u(5), 0.5, 0.9), _span(u(5), 0.15, 0.35))
+        les["sy"] = np.where(slot == 0, _span(u(6), 0.25, 0.45), _span(u(6), 0.1, 0.25))
         les["amp"] = np.where(slot < count + bilateral, _span(u(7), 0.18, 0.5), 0.0) * faint
-        les["flat"] = np.where(slot == 0, _span(first[:, :, 4], 2.5, 5.0), 2.0)
-        les["fissure"] = ((slot == 0) & (first[:, :, 5] < 0.6)).astype(float)
+        les["flat"] = np.where(slot == 0, _span(first[:, :, 6], 2.5, 3.5), 2.0)
+        les["fissure"] = ((slot == 0) & (first[:, :, 5] < 0.75)).astype(float)
         les["patchy"] = np.full_like(les["amp"], 0.25)
     elif label == "Tuberculosis":
         count = 3 + np.floor(first[:, :, 2] * 8)
@@ -291,19 +293,19 @@ def _class_lesions(label: str, lu: np.ndarray) -> dict[str, np.ndarray]:
         les["sx"] = _span(u(5), 0.2, 0.4)
         les["sy"] = _span(u(6), 0.18, 0.35)
         weak = np.where(dominant & (slot % 2 == 1), 0.45, 1.0)
-        les["amp"] = np.where(slot < count, _span(u(7), 0.08, 0.26), 0.0) * weak * faint
+        les["amp"] = np.where(slot < count, _span(u(7), 0.1, 0.26), 0.0) * weak * faint
         les["patchy"] = np.full_like(les["amp"], 0.6)
     elif label == "Lung Opacity":
         mode = first[:, :, 1]  # <0.15 pneumonia-like, <0.3 bilateral lower, else scattered patches
-        count = 1 + np.floor(first[:, :, 2] * 5)
+        count = np.where(mode < 0.15, 1, 2 + np.floor(first[:, :, 2] * 4))
         les["side"] = np.where(mode < 0.15, (first[:, :, 0] < 0.5).astype(float),
                                np.where(mode < 0.3, (slot % 2).astype(float), (u(0) < 0.5).astype(float)))
         les["lx"] = np.where(mode < 0.3, _span(u(3), -0.2, 0.8), _span(u(3), -0.6, 0.8))
         les["ly"] = np.where(mode < 0.3, _span(u(4), 0.0, 0.8), _span(u(4), -0.8, 0.85))
         les["patchy"] = np.full_like(les["lx"], 0.8)
-        les["sx"] = _span(u(5), 0.1, 0.5)
+        les["sx"] = np.where(mode < 0.15, _span(u(5), 0.3, 0.55), _span(u(5), 0.1, 0.35))
         les["sy"] = les["sx"] * _span(u(6), 0.5, 1.0)
-        les["amp"] = np.where(slot < count, _span(u(7), 0.1, 0.45), 0.0) * faint
+        les["amp"] = np.where(slot < count, _span(u(7), 0.18, 0.5), 0.0) * faint
     else:
         raise SynthError(f"unknown class {label!r}; expected one of {', '.join(CLASSES)}")
     return les
@@ -395,7 +397,7 @@ def _render(labels: Sequence[str], size: int, rngs: Sequence[np.random.Generator
         labels_arr = np.asarray(labels)
         for name in dict.fromkeys(labels):
             rows = labels_arr == name
-            for key, value in _class_lesions(name, lesion_u[rows]).items():
+            for key, value in _class_lesions(name, lesion_u[rows], uniforms[rows, 40:48]).items():
                 les[key][rows] = value
     # everything smooth is drawn at half resolution, then upsampled; only the noise is full size
     low = (size + 1) // 2
