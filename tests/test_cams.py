@@ -304,6 +304,10 @@ def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
     for figure in (cam_plots.plot_degenerate_share(table), cam_plots.plot_method_agreement(agreement)):
         assert figure.axes
 
+    identity = cams.alpha_norm_table(normed, samples=3)
+    assert list(identity["Grad-CAM++ form"]) == ["alpha_norm=False", "alpha_norm=True"]
+    assert (identity["maps scored"] <= 3).all() and (identity["epoch"] == late).all()
+
     paths.true_positives.unlink()
     with pytest.raises(cams.CamError, match="true-positive filter"):
         cams.run_cam_stage(config, force=True)
