@@ -124,7 +124,7 @@ def test_covid_bilateral_and_pneumonia_mostly_unilateral(per_class):
     assert (pneumonia.sum(axis=1) == 1).mean() >= 0.7
 
 
-def test_lesions_darken_nothing_and_brighten_the_lung(per_class):
+def test_lesions_are_opacities_brighter_than_the_lung(per_class):
     """A lesion is an opacity: masked pixels are brighter than the rest of the lung field."""
     for name in LESION_CLASSES:
         images, masks, lungs = per_class[name]
