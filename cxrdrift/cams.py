@@ -267,13 +267,21 @@ def cam_samples(config: RunConfig, test: pd.DataFrame) -> pd.DataFrame:
     return test[test["sample_id"].astype(str).isin(ids)]
 
 
-def _stamp(config: RunConfig, arch: str, epoch: int, sample_ids: np.ndarray, weights: Path) -> str:
-    """What determines one CAM file: methods, alpha_norm, samples, input size, checkpoint."""
+def _files_digest(samples: pd.DataFrame) -> str:
+    """Hash of each sample's id, image size and modification time: changes when images are regenerated."""
+    lines = []
+    for sample_id, path in zip(samples["sample_id"].astype(str), samples["path"].astype(str)):
+        info = Path(path).stat()
+        lines.append(f"{sample_id}\t{info.st_size}\t{info.st_mtime_ns}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _stamp(config: RunConfig, arch: str, epoch: int, images_digest: str, weights: Path) -> str:
+    """What determines one CAM file: methods, alpha_norm, the samples' images, input size, checkpoint."""
     info = weights.stat()
     return json.dumps({
         "arch": arch, "epoch": epoch, "layer": _target_layer(arch), "methods": list(config.cam_methods),
-        "alpha_norm": config.alpha_norm, "image_size": config.image_size,
-        "samples": hashlib.sha256("\n".join(sample_ids).encode()).hexdigest(),
+        "alpha_norm": config.alpha_norm, "image_size": config.image_size, "images": images_digest,
         "weights": {"name": weights.name, "size": info.st_size, "mtime_ns": info.st_mtime_ns},
     }, sort_keys=True)
 
@@ -304,6 +312,7 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
     paths = RunPaths.of(config)
     samples = cam_samples(config, data.prepare(config).split("test"))
     sample_ids = samples["sample_id"].to_numpy(dtype=str)
+    images_digest = _files_digest(samples)
     written = []
     for arch in config.architectures:
         layer = _target_layer(arch)
@@ -313,7 +322,7 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
             written.append(target)
             if not weights.exists():
                 raise CamError(f"checkpoint {weights} is missing: train {arch} before the CAM stage")
-            stamp = _stamp(config, arch, epoch, sample_ids, weights)
+            stamp = _stamp(config, arch, epoch, images_digest, weights)
             if not force and target.exists() and _stored_stamp(target) == stamp:
                 continue
             if model is None:

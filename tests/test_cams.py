@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,6 +283,11 @@ def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
     finished = {p: p.stat().st_mtime_ns for p in written}
     cams.run_cam_stage(config)
     assert {p: p.stat().st_mtime_ns for p in written} == finished          # same config: skipped
+    image = Path(rows["path"].iloc[0])
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    cams.run_cam_stage(config)                                                # images regenerated: recomputed
+    assert all(p.stat().st_mtime_ns != finished[p] for p in written)
+    finished = {p: p.stat().st_mtime_ns for p in written}
     normed = config.replace(alpha_norm=True)
     cams.run_cam_stage(normed)                                                # stale: recomputed
     assert all(p.stat().st_mtime_ns != finished[p] for p in written)
