@@ -11,9 +11,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..cams import CamExamples
+from ..drift import METHOD_LABELS
 
 CAM_CMAP = "jet"
-METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "layercam": "LayerCAM"}
 REGION_COLOURS = {"earlier only": (0.2, 0.4, 1.0), "later only": (1.0, 0.5, 0.1), "both": (0.2, 0.75, 0.3)}
 
 
