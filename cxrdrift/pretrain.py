@@ -166,7 +166,10 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
 def reestimate_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int, passes: int) -> None:
     """Let BatchNorm moving statistics catch up with the weights: forward passes in training mode
     over `x` (no weight update; running averages at the layers' momentum)."""
-    forward = tf.function(lambda batch: model(batch, training=True))
+    @tf.function(autograph=False)
+    def forward(batch: tf.Tensor) -> tf.Tensor:
+        return model(batch, training=True)
+
     for _ in range(passes):
         for start in range(0, len(x) - batch_size + 1, batch_size):
             forward(tf.constant(x[start:start + batch_size]))
