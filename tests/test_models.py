@@ -92,7 +92,8 @@ def test_spec_from_config_and_key_sensitivity(monkeypatch):
     config = cfg.profile("demo", seed=3)
     spec = pretrain.PretrainSpec.from_config(config)
     assert (spec.image_size, spec.train_size("ResNet50V2"), spec.images, spec.epochs, spec.seed) == \
-        (config.image_size, config.pretrain_size, config.pretrain_images, config.pretrain_epochs, 3)
+        (config.image_size, config.pretrain_size or config.image_size, config.pretrain_images,
+         config.pretrain_epochs, 3)
     assert pretrain.PretrainSpec(image_size=128, size=48).train_size("InceptionV3") == 75  # its minimum
     assert pretrain.PretrainSpec(image_size=128).train_size("DenseNet201") == 128
     key = spec.key("DenseNet201")
