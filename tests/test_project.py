@@ -1,4 +1,5 @@
 """The project's set-up: dependencies declared once for pip and once for conda, and the CLI."""
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -51,3 +52,34 @@ def test_config_command_prints_the_resolved_profile(capsys):
     assert cli.main(["config", "--profile", "smoke", "-p", "threshold", "0.3"]) == 0
     out = capsys.readouterr().out
     assert '"profile": "smoke"' in out and '"threshold": 0.3' in out
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cxrdrift", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_synth_then_check_succeeds_and_a_broken_dataset_is_named(tmp_path):
+    out = tmp_path / "cxr"
+    made = _cli("data", "synth", str(out), "--train", "15", "--val", "6", "--test", "10", "--size", "64")
+    assert made.returncode == 0, made.stderr
+    checked = _cli("data", "check", str(out))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Tuberculosis" in checked.stdout
+
+    victim = next((out / "test" / "Pneumonia").glob("*.png"))
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (out / "train" / "Emphysema").mkdir()
+    (out / "train" / "Emphysema" / "x.png").write_bytes(victim.read_bytes())
+    shutil.rmtree(out / "val")
+    broken = _cli("data", "check", str(out))
+    assert broken.returncode == 1
+    report = broken.stdout + broken.stderr
+    assert "Traceback" not in report
+    assert victim.name in report and "Emphysema" in report and "val" in report
+
+
+def test_missing_dataset_root_is_a_message(tmp_path):
+    result = _cli("run", "--profile", "paper", "--data-dir", str(tmp_path / "nowhere"),
+                  "-p", "run_dir", str(tmp_path / "run"))
+    assert result.returncode in (1, cli.EXIT_BAD_INPUT)
+    assert "Traceback" not in result.stderr and "nowhere" in result.stderr

@@ -1,0 +1,111 @@
+"""End to end: the smoke profile executes every chapter and builds the book (what CI runs).
+
+The book is built in a copy of the project's book sources under a temporary folder, so the test
+neither needs nor touches the developer's own `book/chapters`, `_build` or `runs`.
+"""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from cxrdrift import book, config as cfg
+from cxrdrift.artifacts import RunPaths, read_npz
+from cxrdrift.data import CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "notebooks", "book")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke_book")
+    for name in BOOK_SOURCES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("chapters", "_build"))
+        else:
+            shutil.copy2(source, root / name)
+    config = cfg.profile("smoke", run_dir=str(root / "runs" / "smoke"))
+    html = book.run_book(config, root=root)
+    return root, config, html
+
+
+def chapters(root: Path) -> list[Path]:
+    return sorted((root / "book" / "chapters").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_every_chapter_is_executed_without_errors(smoke_book):
+    root, _, _ = smoke_book
+    executed = chapters(root)
+    assert [p.stem for p in executed] == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.md"))
+    assert len(executed) == 7
+    for path in executed:
+        notebook = nbformat.read(path, as_version=4)
+        errors = [output for cell in notebook.cells if cell.cell_type == "code"
+                  for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+        assert not errors, f"{path.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+        images = [output for cell in notebook.cells if cell.cell_type == "code"
+                  for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
+        assert images, f"{path.name} shows no figure"
+
+
+def test_every_chapter_is_in_the_html_with_its_figures_and_the_smoke_banner(smoke_book):
+    root, _, html = smoke_book
+    assert (html / "index.html").exists()
+    for path in chapters(root):
+        page = html / "book" / "chapters" / f"{path.stem}.html"
+        assert page.exists(), page
+        text = page.read_text()
+        sources = re.findall(r'<img[^>]+src="([^"]+)"', text)
+        assert sources, f"{page.name} embeds no image"
+        for source in sources:
+            if not source.startswith(("data:", "http")):
+                assert (page.parent / source).resolve().exists(), f"{page.name}: missing {source}"
+        assert "smoke" in text and "synthetic" in text.lower(), f"{page.name} lacks the smoke banner"
+
+
+def test_run_directory_holds_every_artifact(smoke_book):
+    _, config, _ = smoke_book
+    paths = RunPaths.of(config)
+    stored = json.loads(paths.config.read_text())
+    assert stored["config"]["profile"] == "smoke"
+    assert set(stored["resolved"]["weights"]) == set(config.architectures)
+
+    predictions = pd.read_parquet(paths.predictions)
+    n_test = sum(stored["resolved"]["dataset"]["counts"]["test"].values())
+    assert n_test == config.synth_test
+    assert len(predictions) == len(config.architectures) * config.total_epochs * n_test
+    assert predictions.groupby(["arch", "epoch"]).size().eq(n_test).all()
+
+    history = pd.read_csv(paths.history)
+    assert sorted(history["epoch"].unique()) == list(range(1, config.total_epochs + 1))
+    assert set(history["phase"]) == {"transfer", "finetune"}
+
+    for arch in config.architectures:
+        for epoch in config.compared_epochs:
+            assert paths.weights(arch, epoch).exists()
+            maps = read_npz(paths.cams(arch, epoch))
+            assert len(maps["sample_id"]) > 0
+            for method in config.cam_methods:
+                assert maps[method].dtype.name == "float32" and maps[method].shape[0] == len(maps["sample_id"])
+
+    true_positives = pd.read_parquet(paths.true_positives)
+    assert len(true_positives) == n_test and true_positives["kept"].dtype == bool
+    drift = pd.read_parquet(paths.drift)
+    assert set(drift["arch"]) == set(config.architectures)
+    assert set(drift["method"]) == set(config.cam_methods)
+    assert set(drift["label"]) <= set(CLASSES)
+    scored = drift["overlap_iou"].dropna()
+    assert len(scored) > 0 and scored.between(0, 1).all()
+
+
+def test_unchanged_chapters_are_not_executed_again(smoke_book):
+    root, config, _ = smoke_book
+    results = book.execute_notebooks(config, root=root, progress_bar=False)
+    assert [result.status for result in results] == ["skipped"] * 7
