@@ -29,15 +29,19 @@ def show_image(ax: Axes, image: np.ndarray) -> None:
     _bare(ax)
 
 
-def overlay(ax: Axes, image: np.ndarray, cam: np.ndarray, threshold: float | None = None,
+def overlay(ax: Axes, image: np.ndarray | None, cam: np.ndarray | None, threshold: float | None = None,
             alpha: float = 0.45) -> None:
-    """A [0, 1] map over the image with transparency `alpha`, and its `threshold` contour (white);
-    a degenerate (NaN) map is labelled as such."""
-    show_image(ax, image)
+    """A [0, 1] map over the image with transparency `alpha` (opaque without an image), and its
+    `threshold` contour (white); either may be None; a degenerate (NaN) map is labelled as such."""
+    if image is not None:
+        show_image(ax, image)
+    _bare(ax)
+    if cam is None:
+        return
     if not np.isfinite(cam).all():
         ax.text(0.5, 0.5, "degenerate", transform=ax.transAxes, ha="center", va="center", color="red")
         return
-    ax.imshow(cam, cmap=CAM_CMAP, vmin=0.0, vmax=1.0, alpha=alpha)
+    ax.imshow(cam, cmap=CAM_CMAP, vmin=0.0, vmax=1.0, alpha=alpha if image is not None else 1.0)
     if threshold is not None and cam.min() < threshold <= cam.max():
         ax.contour(cam, levels=[threshold], colors="white", linewidths=1.0)
 

@@ -12,9 +12,7 @@ from matplotlib.figure import Figure
 
 from ..drift import METHOD_LABELS, METRIC_LABELS, correctness_columns
 from ..metrics import DRIFT_METRICS
-
-CAM_CMAP = "jet"
-
+from .cams import overlay, threshold_regions
 
 def _method_names(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(method=frame["method"].map(lambda m: METHOD_LABELS.get(m, m)))
@@ -174,22 +172,6 @@ def plot_dissociation(drift: pd.DataFrame) -> Figure:
 
 # -- overlays ------------------------------------------------------------------------------------
 
-def overlay(ax: Axes, image: np.ndarray | None, cam: np.ndarray | None, alpha: float = 0.45) -> None:
-    """A [0, 1] map over a grayscale copy of `image` (either may be None); a NaN map shows as
-    'degenerate'."""
-    if image is not None:
-        gray = np.asarray(image, dtype=float)
-        ax.imshow(gray.mean(axis=-1) if gray.ndim == 3 else gray, cmap="gray")
-    if cam is None:
-        pass
-    elif np.isfinite(cam).all():
-        ax.imshow(cam, cmap=CAM_CMAP, vmin=0, vmax=1, alpha=alpha if image is not None else 1.0)
-    else:
-        ax.text(0.5, 0.5, "degenerate", transform=ax.transAxes, ha="center", color="red")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def plot_qualitative(images: np.ndarray, maps: Mapping[tuple[str, int], np.ndarray],
                      labels: Sequence[str]) -> Figure:
     """Rows: samples; columns: the image, then each (method, epoch) map over it."""
@@ -222,12 +204,7 @@ def plot_pair(image: np.ndarray | None, early: np.ndarray, late: np.ndarray, thr
     axes[0].set_title(f"epoch {epochs[0]}")
     overlay(axes[1], image, late)
     axes[1].set_title(f"epoch {epochs[1]}")
-    region_a, region_b = early >= threshold, late >= threshold
-    regions = np.zeros((*early.shape, 3))
-    regions[region_a & ~region_b] = (0.2, 0.4, 1.0)
-    regions[region_b & ~region_a] = (1.0, 0.5, 0.1)
-    regions[region_a & region_b] = (0.2, 0.75, 0.3)
-    axes[2].imshow(regions)
+    axes[2].imshow(threshold_regions(early, late, threshold))
     axes[2].set_title(f"map >= {threshold:.2f}: earlier / later / both", fontsize=8)
     axes[2].set_xticks([])
     axes[2].set_yticks([])
