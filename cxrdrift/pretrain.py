@@ -137,7 +137,7 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
                   metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")])
     batches = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=spec.seed)
                .batch(spec.batch_size).prefetch(2))
-    history = model.fit(batches, epochs=spec.epochs, verbose=verbose)
+    history = model.fit(batches, epochs=spec.epochs, verbose=verbose, shuffle=False)
     if size != spec.image_size:
         resized = build_model(arch, spec.image_size, None, num_classes=y.shape[1])
         resized.set_weights(model.get_weights())

@@ -231,7 +231,7 @@ def run_epoch(source: EpochSource, epoch: int) -> tuple[dict[str, float], np.nda
     start, cpu_start = time.perf_counter(), time.process_time()
     training = source.training(epoch)
     fit_start = time.perf_counter()
-    fitted = source.trainer.fit(training, epochs=1, verbose=0).history
+    fitted = source.trainer.fit(training, epochs=1, verbose=0, shuffle=False).history
     fit_seconds = time.perf_counter() - fit_start
     val_loss, val_accuracy = source.trainer.evaluate(source.evaluation("val"), verbose=0)
     logits = source.trainer.predict(source.evaluation("test"), verbose=0).astype(np.float32)

@@ -75,7 +75,8 @@ def test_run_directory_holds_every_artifact(smoke_book):
     paths = RunPaths.of(config)
     stored = json.loads(paths.config.read_text())
     assert stored["config"]["profile"] == "smoke"
-    assert set(stored["resolved"]["weights"]) == set(config.architectures)
+    assert {arch: stored["resolved"]["weights"][arch]["kind"] for arch in config.architectures} == \
+        dict.fromkeys(config.architectures, "synthetic")
 
     predictions = pd.read_parquet(paths.predictions)
     n_test = sum(stored["resolved"]["dataset"]["counts"]["test"].values())
@@ -88,8 +89,9 @@ def test_run_directory_holds_every_artifact(smoke_book):
     assert set(history["phase"]) == {"transfer", "finetune"}
 
     for arch in config.architectures:
+        assert sorted(p.name for p in paths.model_dir(arch).glob("epoch_*.weights.h5")) == \
+            [paths.weights(arch, epoch).name for epoch in config.saved_epochs()]
         for epoch in config.compared_epochs:
-            assert paths.weights(arch, epoch).exists()
             maps = read_npz(paths.cams(arch, epoch))
             assert len(maps["sample_id"]) > 0
             for method in config.cam_methods:

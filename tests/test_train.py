@@ -177,17 +177,3 @@ def test_device_policy_and_float32_logits(setting, expected):
         assert model(np.zeros((1, 16, 16, 3), np.float32)).dtype.name == "float32"
     finally:
         keras.mixed_precision.set_global_policy(previous)
-
-
-@pytest.mark.slow
-def test_smoke_profile_trains_all_three_backbones(tmp_path, monkeypatch):
-    monkeypatch.setenv("CXRDRIFT_CACHE", str(tmp_path / "cache"))
-    config = cfg.profile("smoke", run_dir=str(tmp_path / "smoke"))
-    history = train.run_training(config)
-    predictions = pd.read_parquet(RunPaths.of(config).predictions)
-    assert set(history["arch"]) == set(config.architectures)
-    assert len(predictions) == len(config.architectures) * config.total_epochs * config.synth_test
-    for arch in config.architectures:
-        for epoch in config.saved_epochs():
-            assert RunPaths.of(config).weights(arch, epoch).is_file()
-        assert read_resolved(config.run_dir)["weights"][arch]["kind"] == "synthetic"
