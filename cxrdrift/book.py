@@ -7,6 +7,7 @@ to it in `book/chapters/NN_name.run.json`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from . import config as cfg
 from .artifacts import atomic_path, read_json, write_json
@@ -30,6 +31,7 @@ NOTEBOOKS_DIR = "notebooks"
 CHAPTERS_DIR = "book/chapters"
 HTML_DIR = "_build/html"
 HIDDEN_TAGS = ("parameters", "injected-parameters")
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 # Run-directory content that chapters rewrite on every execution, so it cannot signal a change
 # upstream (config.json is compared by its "config" section instead).
 _VOLATILE = ("config.json", "figures", "tables", "logs")
@@ -145,6 +147,21 @@ def _hide_parameter_cells(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
+@contextlib.contextmanager
+def _inline_figures() -> Iterator[None]:
+    """Kernels inherit the environment: an `MPLBACKEND` such as Agg there would silently drop every
+    figure from the executed chapters, so kernels started inside this block use the inline backend."""
+    previous = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = previous
+
+
 def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping[str, Any], *,
                      cwd: str | Path = ".", failed_dir: str | Path | None = None,
                      progress_bar: bool = True) -> Path:
@@ -162,7 +179,7 @@ def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping
     notebook = to_notebook(source)
     ensure_kernel()
     failed = Path(failed_dir or output.parent / ".failed") / output.name
-    with atomic_path(output) as running:
+    with atomic_path(output) as running, _inline_figures():
         try:
             papermill.execute_notebook(notebook, str(running), parameters=params,
                                        kernel_name=KERNEL_NAME, language="python",

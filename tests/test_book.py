@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -352,3 +353,19 @@ def test_dead_kernel_names_the_cell_it_was_running(tmp_path):
         book.execute_notebooks(cfg.profile("demo"), root=tmp_path, progress_bar=False)
     assert caught.value.cell_index == 3 and "DeadKernelError" in caught.value.error
     assert caught.value.partial.exists()
+
+
+def test_chapters_keep_their_figures_whatever_the_callers_matplotlib_backend(tmp_path, monkeypatch):
+    """A caller's MPLBACKEND (Agg here) must not reach the kernel, or every figure would vanish."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    source = tmp_path / "01_plot.md"
+    source.write_text(
+        "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
+        "kernelspec:\n  name: cxrdrift\n  display_name: cxrdrift\n  language: python\n---\n\n"
+        "```{code-cell} ipython3\n:tags: [parameters]\n\nprofile = \"smoke\"\n```\n\n"
+        "```{code-cell} ipython3\nimport matplotlib.pyplot as plt\nplt.plot([0, 1]);\n```\n")
+    output = book.execute_notebook(source, tmp_path / "01_plot.ipynb", {"profile": "smoke"},
+                                   cwd=tmp_path, progress_bar=False)
+    notebook = nbformat.read(output, as_version=4)
+    assert any("image/png" in out.get("data", {}) for cell in notebook.cells for out in cell.get("outputs", []))
+    assert os.environ["MPLBACKEND"] == "Agg"
