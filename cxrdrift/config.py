@@ -224,20 +224,13 @@ def _coerce_scalar(name: str, kind: type, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
             return value.lower() in {"true", "1", "yes", "on"}
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    elif kind in (int, float):
+        exact = (int,) if kind is int else (int, float)  # 2.5 is no int; 2 is a fine float
+        if isinstance(value, exact) and not isinstance(value, bool):
+            return kind(value)
         if isinstance(value, str):
             try:
-                return int(value)
-            except ValueError:
-                pass
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
+                return kind(value)
             except ValueError:
                 pass
     elif kind is str:
