@@ -282,8 +282,11 @@ def paper_table3() -> pd.DataFrame:
 
 
 def ranking(table: pd.DataFrame, metric: str = "overlap_iou") -> dict[str, list[str]]:
-    """Architectures ordered by `metric`'s mean, highest first, under each method."""
-    chosen = table[table["metric"] == metric].sort_values("mean", ascending=False, kind="stable")
+    """Architectures ordered by `metric`'s mean, highest first, under each method; an architecture
+    with no scored sample under a method (NaN mean, e.g. every map degenerate) is left out of that
+    method's order rather than ranked last."""
+    chosen = table[(table["metric"] == metric) & table["mean"].notna()]
+    chosen = chosen.sort_values("mean", ascending=False, kind="stable")
     return {method: list(chosen.loc[chosen["method"] == method, "arch"])
             for method in table["method"].unique()}
 

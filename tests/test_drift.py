@@ -171,6 +171,17 @@ def test_paper_table3_and_its_ranking_reversal():
     assert "|0.050|" in drift.table3_wide(paper).loc[("LayerCAM", "DenseNet201"), "Conc. change"]
 
 
+def test_an_architecture_without_scored_maps_is_not_ranked_and_makes_no_reversal():
+    """Every DenseNet201 Grad-CAM++ map degenerate (NaN mean) must not rank it last."""
+    rows = [("layercam", "DenseNet201", 0.80), ("layercam", "ResNet50V2", 0.50), ("layercam", "InceptionV3", 0.75),
+            ("gradcampp", "DenseNet201", np.nan), ("gradcampp", "ResNet50V2", 0.60),
+            ("gradcampp", "InceptionV3", 0.70)]
+    table = pd.DataFrame([{"method": m, "arch": a, "metric": "overlap_iou", "mean": v} for m, a, v in rows])
+    assert drift.ranking(table)["gradcampp"] == ["InceptionV3", "ResNet50V2"]
+    result = drift.ranking_reversal(table)
+    assert not result.reversed and result.swapped == []
+
+
 def test_toy_maps_show_what_each_metric_notices():
     values = drift.toy_metric_table(drift.toy_map_pairs((40, 56)))
     split, shifted, blurred = (values.loc[k] for k in ("same centre, split in two", "shifted", "blurred"))
