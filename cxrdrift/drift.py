@@ -43,8 +43,8 @@ def _digest(paths: Sequence[Path]) -> str:
 
 
 def _stamp(config: RunConfig, inputs: Sequence[Path], fields: Sequence[str]) -> str:
-    return json.dumps({"config": {f: config.to_dict()[f] for f in fields}, "inputs": _digest(inputs)},
-                      sort_keys=True)
+    values = config.to_dict()
+    return json.dumps({"config": {f: values[f] for f in fields}, "inputs": _digest(inputs)}, sort_keys=True)
 
 
 def _finished(path: Path, stamp: str) -> bool:
