@@ -2,7 +2,7 @@
 
 ImageNet weights cannot be downloaded everywhere, and a frozen *random* backbone gives a head at
 chance (FINDINGS.md). So each backbone is trained from scratch on a *source* task drawn from the
-synthetic generator (`cxrdrift.synth.source_task`: which lung zones hold a lesion, multi-label) —
+synthetic generator (`cxrdrift.synth.source_task`: which findings, in which lung zones, multi-label) —
 related to the five-class target but not the same question — and its weights are cached in
 `$CXRDRIFT_CACHE` or `~/.cache/cxrdrift/pretrained/`, keyed by everything that determines them.
 

@@ -10,11 +10,14 @@ COVID-19 (faint bilateral peripheral lower-zone ground glass) and Lung Opacity (
 any place and density, sometimes looking like the others). Intensities, sizes and places overlap on
 purpose so that raw pixels do not separate the classes.
 
-The pre-training source task (`source_task`) asks which of six lung zones (right/left x
-upper/middle/lower) hold a lesion, with lesions of mixed kinds that are not tied to the five
-classes. It teaches a backbone the anatomy and what a lesion looks like and where it is, which is
-within-domain like the target, yet it never sees the class-defining combinations, so a frozen
-backbone is only a starting point and fine-tuning has real work (and room for drift) to do.
+The pre-training source task (`source_task`) is a findings task, the way a chest X-ray network is
+often pre-trained on a findings-labelled archive before a diagnostic one: which of five findings
+(nodule, cavity, consolidation, ground glass, patchy opacity) an image shows and in which of six
+lung zones (right/left x upper/middle/lower). The findings look like the lesions the classes are
+drawn from, but each is placed in random zones in random numbers, not tied to the combinations that
+define a class (upper-zone nodules with a cavity, bilateral lower ground glass, a lobar
+consolidation with its fissure), so a frozen backbone knows what and where without knowing which
+disease, and fine-tuning has real work (and room for drift) to do.
 
 Rendering is vectorized over a batch: anatomy at half resolution, upsampled with a bilinear matrix
 product; lesions as sums of separable Gaussians at full resolution (batched matrix products).
@@ -39,6 +42,7 @@ TABLE1_COUNTS = {"Normal": 317, "Pneumonia": 855, "Tuberculosis": 141, "COVID-19
                  "Lung Opacity": 1202}
 TABLE1_PROPORTIONS = {name: count / sum(TABLE1_COUNTS.values()) for name, count in TABLE1_COUNTS.items()}
 ZONES = ("right upper", "right middle", "right lower", "left upper", "left middle", "left lower")
+FINDINGS = ("nodule", "cavity", "consolidation", "ground glass", "patchy opacity")
 GENERATOR_VERSION = 2  # bump whenever the pixels change, so finished datasets are regenerated
 MARKER = ".complete"
 PARAMS_FILE = "generator.json"
@@ -311,25 +315,31 @@ def _class_lesions(label: str, lu: np.ndarray, choice: np.ndarray) -> dict[str, 
     return les
 
 
-def _zone_lesions(lu: np.ndarray, zone_flags: np.ndarray) -> dict[str, np.ndarray]:
-    """Source-task lesions: two slots per zone, mixed kinds, in the zones flagged (n, 6)."""
+def _finding_lesions(lu: np.ndarray, finding: np.ndarray, zone_flags: np.ndarray) -> dict[str, np.ndarray]:
+    """Source-task lesions: one finding kind per image (`finding` (n,) index into `FINDINGS`),
+    drawn in the zones flagged (n, 6), one or two slots per zone."""
     n = lu.shape[0]
     les = _empty_lesions(n)
     zone = np.repeat(np.arange(6), 2)[None, :].repeat(n, 0)  # slot -> zone
     u = lambda j: lu[:, :, j]  # noqa: E731
-    kind = u(0)  # <0.3 nodule, <0.45 cavity, <0.75 consolidation, else ground glass
+    kind = finding[:, None].repeat(2 * 6, 1)
+    nodule, cavity, consolidation, ground_glass, _ = range(len(FINDINGS))
     les["side"] = (zone >= 3).astype(float)
     les["lx"] = _span(u(3), -0.55, 0.8)
     les["ly"] = (zone % 3 - 1) * 0.62 + _span(u(4), -0.2, 0.2)
-    les["hole"] = ((kind >= 0.3) & (kind < 0.45)).astype(float)
-    les["sx"] = np.select([kind < 0.3, kind < 0.45, kind < 0.75], [_span(u(5), 0.06, 0.14),
-                          _span(u(5), 0.16, 0.24), _span(u(5), 0.25, 0.5)], _span(u(5), 0.2, 0.4))
-    les["sy"] = np.minimum(les["sx"] * _span(u(6), 0.45, 0.8), 0.2)
-    amp = np.select([kind < 0.45, kind < 0.75], [_span(u(7), 0.2, 0.5), _span(u(7), 0.15, 0.45)],
-                    _span(u(7), 0.08, 0.25))
+    les["hole"] = (kind == cavity).astype(float)
+    round_sy = lambda sx: sx * _span(u(6), 0.8, 1.25) * 0.5  # noqa: E731 - nodules and cavities
+    les["sx"] = np.choose(kind, [_span(u(5), 0.05, 0.14), _span(u(5), 0.16, 0.26), _span(u(5), 0.4, 0.8),
+                                 _span(u(5), 0.2, 0.4), _span(u(5), 0.1, 0.35)])
+    les["sy"] = np.choose(kind, [round_sy(les["sx"]), round_sy(les["sx"]), _span(u(6), 0.2, 0.35),
+                                 _span(u(6), 0.18, 0.3), les["sx"] * _span(u(6), 0.5, 1.0)])
+    les["flat"] = np.where(kind == consolidation, _span(u(2), 2.5, 3.5), 2.0)
+    les["patchy"] = np.choose(kind, [0.45, 0.45, 0.25, 0.6, 0.8]).astype(float)
+    amp = np.where(kind == ground_glass, _span(u(7), 0.1, 0.26), _span(u(7), 0.18, 0.55))
     second_slot = np.arange(2 * 6)[None, :] % 2 == 1
     present = zone_flags[np.arange(n)[:, None], zone] & (~second_slot | (u(1) < 0.5))
-    les["amp"] = np.where(present, amp, 0.0)
+    faint = np.where(lu[:, :1, 0] < 0.2, 0.7, 1.0)  # one image in five is fainter
+    les["amp"] = np.where(present, amp * faint, 0.0)
     return les
 
 
@@ -380,7 +390,7 @@ def _render_lesions(p: dict, les: dict, mottle: np.ndarray, size: int) -> tuple[
 
 
 def _render(labels: Sequence[str], size: int, rngs: Sequence[np.random.Generator],
-            zone_flags: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            findings: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one batch: uint8 images, bool lesion masks and bool lung fields, (N, size, size) each."""
     n = len(labels)
     if size < 16:
@@ -390,8 +400,8 @@ def _render(labels: Sequence[str], size: int, rngs: Sequence[np.random.Generator
     uniforms, noise, texture = _draw(rngs, size)
     p = _anatomy(uniforms[:, :_N_GLOBAL])
     lesion_u = uniforms[:, _N_GLOBAL:].reshape(n, _MAX_LESIONS, _N_PER_LESION)
-    if zone_flags is not None:
-        les = _zone_lesions(lesion_u, zone_flags)
+    if findings is not None:
+        les = _finding_lesions(lesion_u, *findings)
     else:
         les = _empty_lesions(n)
         labels_arr = np.asarray(labels)
@@ -426,20 +436,23 @@ def render_batch(labels: Sequence[str], size: int, seed: int, *,
     return (images, masks, lungs) if return_lungs else (images, masks)
 
 
-def _source_render(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Source-task images, lesion masks, lung fields and zone flags (N, 6) bool."""
+def _source_render(n: int, size: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Source-task images, lesion masks, lung fields, zone flags (N, 6) bool and finding (N,) int."""
     rngs = _streams(seed, _SOURCE_STREAM, np.arange(n))
-    # per image a lesion rate (none, few, some, many zones), then a coin per zone
+    # per image a finding kind and a lesion rate (none, few, some, many zones), then a coin per zone
+    finding = np.array([rng.integers(len(FINDINGS)) for rng in rngs], int).reshape(n)
     flags = np.array([rng.random(6) < rng.choice([0.0, 0.2, 0.35, 0.6]) for rng in rngs],
                      bool).reshape(n, 6)
-    return (*_render(["source"] * n, size, rngs, zone_flags=flags), flags)
+    return (*_render(["source"] * n, size, rngs, findings=(finding, flags)), flags, finding)
 
 
 def source_task(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pre-training source task: images uint8 (N,S,S) and which of the six `ZONES` hold a lesion,
-    float32 (N, 6) multi-label targets (about one image in four has none)."""
-    images, _, _, flags = _source_render(n, size, seed)
-    return images, flags.astype(np.float32)
+    """Pre-training source task: images uint8 (N,S,S) and float32 (N, 11) multi-label targets: which
+    of the six `ZONES` hold a lesion, then which of the five `FINDINGS` it is (none for about one
+    image in four)."""
+    images, _, _, flags, finding = _source_render(n, size, seed)
+    kinds = np.eye(len(FINDINGS), dtype=bool)[finding] & flags.any(axis=1, keepdims=True)
+    return images, np.concatenate([flags, kinds], axis=1).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
