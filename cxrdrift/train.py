@@ -97,6 +97,11 @@ class ArchFiles:
     def state(self) -> Path:
         return self.root / "state.json"
 
+    @property
+    def weights_description(self) -> Path:
+        """What the architecture started from (`models.resolve_weights`), kept for later runs."""
+        return self.root / "weights.json"
+
 
 def finished_epoch(config: RunConfig, arch: str) -> int:
     """The last epoch of `arch` whose artifacts are all written for this config (0 if none)."""
@@ -275,12 +280,15 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
     files = ArchFiles(paths.model_dir(arch))
     done = 0 if force else finished_epoch(config, arch)
     if done == config.total_epochs:
+        if files.weights_description.is_file():  # config.json may have been rewritten since
+            _record_weights(config, arch, read_json(files.weights_description))
         log.info("%s: all %d epochs already done, skipped", arch, done)
         return
     for table in (paths.predictions, paths.history):  # drop rows of epochs not finished
         _replace_rows(table, arch, None, done)
     weights, description = resolve_weights(config, arch)
-    write_config(config, {"weights": {**read_resolved(config.run_dir).get("weights", {}), arch: description}})
+    write_json(files.weights_description, description)
+    _record_weights(config, arch, description)
     keras.utils.set_random_seed(config.seed)
     with device.strategy.scope():
         model = build_model(arch, config.image_size, weights)
@@ -308,6 +316,10 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
             bar.set_postfix(phase=phase, val_acc=f"{row['val_accuracy']:.3f}")
             bar.update(1)
     bar.close()
+
+
+def _record_weights(config: RunConfig, arch: str, description: dict[str, Any]) -> None:
+    write_config(config, {"weights": {**read_resolved(config.run_dir).get("weights", {}), arch: description}})
 
 
 def _log_to(path: Path) -> logging.Handler:

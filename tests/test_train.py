@@ -15,7 +15,7 @@ import pytest
 
 from cxrdrift import config as cfg
 from cxrdrift import train
-from cxrdrift.artifacts import RunPaths, read_resolved
+from cxrdrift.artifacts import RunPaths, read_resolved, write_config
 
 
 def tiny_model(arch: str, image_size: int, weights=None, num_classes: int = 5) -> keras.Model:
@@ -150,6 +150,13 @@ def test_finished_architectures_are_skipped_unless_forced_and_stale_state_restar
     stamp = paths.predictions.stat().st_mtime_ns
     train.run_training(config)
     assert paths.predictions.stat().st_mtime_ns == stamp
+    # a setting outside training rewrites config.json; the skipped architecture's weights stay recorded
+    other_threshold = config.replace(threshold=0.4)
+    write_config(other_threshold)
+    assert "weights" not in read_resolved(config.run_dir)
+    train.run_training(other_threshold)
+    assert paths.predictions.stat().st_mtime_ns == stamp
+    assert read_resolved(config.run_dir)["weights"] == {"ResNet50V2": {"kind": "none"}}
     changed = config.replace(lr_tl=5e-3)  # another protocol: the old state does not count
     assert train.finished_epoch(changed, "ResNet50V2") == 0
     train.run_training(config, force=True)
