@@ -247,7 +247,9 @@ def per_class_table(config: RunConfig, samples: str | None = None) -> pd.DataFra
 
 def table3_wide(table: pd.DataFrame, with_ci: bool = True, digits: int = 3) -> pd.DataFrame:
     """Paper-shaped Table 3: rows (Method, Architecture), one 'mean ± std [low, high]' column per
-    metric. A `sign_known` column (the paper's table) prints unknown signs as '±|x|'."""
+    metric, and when the table has counts an `n` column: samples scored by every metric, of all
+    (the rest are NaN, e.g. degenerate maps), so a mean over few samples shows as such. A `sign_known` column (the
+    paper's table) prints unknown signs as '±|x|'."""
     def cell(row: pd.Series) -> str:
         if pd.isna(row["mean"]):
             return "n/a"
@@ -263,6 +265,11 @@ def table3_wide(table: pd.DataFrame, with_ci: bool = True, digits: int = 3) -> p
     wide = cells.pivot_table(index=["method", "arch"], columns="metric", values="cell",
                              aggfunc="first", sort=False)
     wide = wide[[m for m in metrics.DRIFT_METRICS if m in wide.columns]].rename(columns=METRIC_LABELS)
+    if "n" in table.columns:
+        counts = table.assign(total=table["n"] + table["n_dropped"]).groupby(
+            ["method", "arch"], sort=False).agg(scored=("n", "min"), total=("total", "max"))
+        wide["n"] = [f"{scored}" if scored == total else f"{scored} of {total}"
+                     for scored, total in counts.loc[wide.index].itertuples(index=False)]
     wide.index = wide.index.set_names(["Method", "Architecture"])
     wide = wide.rename(index=METHOD_LABELS, level="Method")
     wide.columns.name = None

@@ -156,6 +156,8 @@ def test_table3_from_hand_made_drift(tmp_path):
     assert normal["mean"].item() == pytest.approx(0.7) and normal["n"].item() == 1
     wide = drift.table3_wide(table)
     assert wide.loc[("LayerCAM", "DenseNet201"), "Overlap IoU"].startswith("0.700 ± ")
+    assert wide.loc[("LayerCAM", "DenseNet201"), "n"] == "3"
+    assert wide.loc[("LayerCAM", "InceptionV3"), "n"] == "2 of 3"
 
 
 def test_paper_table3_and_its_ranking_reversal():
@@ -169,6 +171,7 @@ def test_paper_table3_and_its_ranking_reversal():
     assert result.reversed and result.swapped == [("DenseNet201", "InceptionV3")]
     assert result.orders["layercam"] == ["InceptionV3", "DenseNet201", "ResNet50V2"]
     assert "|0.050|" in drift.table3_wide(paper).loc[("LayerCAM", "DenseNet201"), "Conc. change"]
+    assert "n" not in drift.table3_wide(paper).columns  # the paper's table has no counts
 
 
 def test_an_architecture_without_scored_maps_is_not_ranked_and_makes_no_reversal():
