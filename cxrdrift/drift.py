@@ -3,7 +3,8 @@
 Stage 3, `run_true_positive_filter`: `predictions.parquet` -> `true_positives.parquet`.
 Stage 5, `run_drift_stage`: the raw maps of the two compared epochs -> `drift.parquet`, one row
 per (architecture, method, sample) with the four metrics of `cxrdrift.metrics`.
-`table3`, `per_class_table`, `ranking` and `ranking_reversal` read only those files.
+`table3`, `per_class_table`, `ranking`, `ranking_reversal` and `ranking_uncertainty` read only
+those files.
 """
 from __future__ import annotations
 
@@ -314,10 +315,8 @@ class RankingReversal:
         return f"The order changes between methods ({shown}); pairs that swap: {pairs}."
 
 
-def ranking_reversal(table: pd.DataFrame, metric: str = "overlap_iou") -> RankingReversal:
-    """Compare the per-method orders of `ranking`: a pair of architectures swaps when one method
-    puts the first above the second and another method the opposite."""
-    orders = ranking(table, metric)
+def _swapped_pairs(orders: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """Pairs of architectures that one method orders one way and another method the other way."""
     swapped = set()
     for order in orders.values():
         for other in orders.values():
@@ -325,7 +324,72 @@ def ranking_reversal(table: pd.DataFrame, metric: str = "overlap_iou") -> Rankin
                 for b in order[i + 1:]:
                     if a in other and b in other and other.index(a) > other.index(b):
                         swapped.add(tuple(sorted((a, b))))
-    return RankingReversal(bool(swapped), orders, sorted(swapped))
+    return sorted(swapped)
+
+
+def ranking_reversal(table: pd.DataFrame, metric: str = "overlap_iou") -> RankingReversal:
+    """Compare the per-method orders of `ranking`: a pair of architectures swaps when one method
+    puts the first above the second and another method the opposite."""
+    orders = ranking(table, metric)
+    swapped = _swapped_pairs(orders)
+    return RankingReversal(bool(swapped), orders, swapped)
+
+
+@dataclass(frozen=True)
+class RankingUncertainty:
+    """How often each order of architectures and a reversal between methods occur when the
+    compared samples are resampled."""
+
+    orders: pd.DataFrame          # method, order ("A > B > C"), probability; most likely first
+    reversal_probability: float
+    n_boot: int
+
+
+def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: int, seed: int,
+                        metric: str = "overlap_iou") -> RankingUncertainty:
+    """Bootstrap the ranking: resample the compared samples within each class (the same resample
+    for every architecture and method, so the comparison stays paired), recompute every
+    class-weighted mean of `metric` (NaN values ignored, as in `table3`), order the architectures
+    under each method as `ranking` does, and count orders and reversals."""
+    if n_boot < 1:
+        raise DriftError(f"n_boot={n_boot} must be at least 1")
+    values = drift.pivot_table(index=["sample_id", "label"], columns=["method", "arch"], values=metric,
+                               dropna=False, sort=False)
+    if values.empty:
+        raise DriftError("no drift rows to rank")
+    labels = values.index.get_level_values("label").to_numpy()
+    sample_weight = np.array([weights[label] for label in labels])
+    rng = np.random.default_rng(seed)
+    index = np.concatenate([rng.choice(np.flatnonzero(labels == label), size=(n_boot, int((labels == label).sum())))
+                            for label in pd.unique(labels)], axis=1)
+    x = values.to_numpy()[index]                                  # (boot, sample, cell)
+    finite = np.isfinite(x)
+    w = sample_weight[index][..., None] * finite
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (np.where(finite, x, 0.0) * w).sum(1) / w.sum(1)    # (boot, cell), NaN if none
+    cells = list(values.columns)
+    methods = list(dict.fromkeys(method for method, _ in cells))
+    counts: dict[tuple[str, str], int] = {}
+    reversals = 0
+    for boot in means:
+        orders = {}
+        for method in methods:
+            scored = [(mean, arch) for (m, arch), mean in zip(cells, boot) if m == method and np.isfinite(mean)]
+            orders[method] = [arch for _, arch in sorted(scored, key=lambda pair: -pair[0])]
+            key = (method, " > ".join(orders[method]))
+            counts[key] = counts.get(key, 0) + 1
+        reversals += bool(_swapped_pairs(orders))
+    table = pd.DataFrame([{"method": method, "order": order, "probability": n / n_boot}
+                          for (method, order), n in counts.items()])
+    table = table.sort_values(["method", "probability"], ascending=[True, False], kind="stable")
+    return RankingUncertainty(table.reset_index(drop=True), reversals / n_boot, n_boot)
+
+
+def ranking_uncertainty_of_run(config: RunConfig, metric: str = "overlap_iou",
+                              samples: str | None = None) -> RankingUncertainty:
+    """`ranking_uncertainty` of this run's drift.parquet with its class weights and bootstrap size."""
+    return ranking_uncertainty(load_drift(config, samples), class_weights(config), config.bootstrap_samples,
+                               config.seed, metric)
 
 
 # -- samples for figures ----------------------------------------------------------------------------

@@ -185,6 +185,44 @@ def test_an_architecture_without_scored_maps_is_not_ranked_and_makes_no_reversal
     assert not result.reversed and result.swapped == []
 
 
+def _drift_rows(values: dict[tuple[str, str], list[float]], labels: list[str]) -> pd.DataFrame:
+    """drift.parquet-like rows: one per (method, arch, sample) with the given IoU values."""
+    return pd.DataFrame([{"method": method, "arch": arch, "sample_id": f"s{i}", "label": label, "overlap_iou": v}
+                         for (method, arch), column in values.items()
+                         for i, (label, v) in enumerate(zip(labels, column))])
+
+
+def test_ranking_uncertainty_counts_orders_and_reversals_over_paired_resamples():
+    labels = ["Normal", "Pneumonia"] * 4
+    weights = {"Normal": 0.75, "Pneumonia": 0.25}
+    clear = _drift_rows({("layercam", "A"): [0.9] * 8, ("layercam", "B"): [0.1] * 8,
+                         ("gradcampp", "A"): [0.2] * 8, ("gradcampp", "B"): [0.8] * 8}, labels)
+    sure = drift.ranking_uncertainty(clear, weights, n_boot=50, seed=0)
+    assert sure.reversal_probability == 1.0 and sure.n_boot == 50
+    assert sure.orders.set_index(["method", "order"])["probability"].to_dict() == {
+        ("gradcampp", "B > A"): 1.0, ("layercam", "A > B"): 1.0}
+    # A beats B on three samples by a lot and loses on five by a little: the order depends on the
+    # resample; pairing keeps B's NaN sample out of B's mean only
+    mixed = _drift_rows({("layercam", "A"): [0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1],
+                         ("layercam", "B"): [0.2, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, np.nan],
+                         ("gradcampp", "A"): [0.5] * 8, ("gradcampp", "B"): [0.4] * 8}, labels)
+    unsure = drift.ranking_uncertainty(mixed, weights, n_boot=400, seed=1)
+    layercam = unsure.orders[unsure.orders["method"] == "layercam"].set_index("order")["probability"]
+    assert set(layercam.index) == {"A > B", "B > A"} and layercam.sum() == pytest.approx(1.0)
+    assert 0.05 < layercam["B > A"] < 0.95
+    assert unsure.reversal_probability == pytest.approx(layercam["B > A"])
+    again = drift.ranking_uncertainty(mixed, weights, n_boot=400, seed=1)
+    pd.testing.assert_frame_equal(unsure.orders, again.orders)
+    # an architecture whose maps are all degenerate under a method is left out of its orders
+    degenerate = _drift_rows({("layercam", "A"): [0.9] * 8, ("layercam", "B"): [0.1] * 8,
+                              ("gradcampp", "A"): [np.nan] * 8, ("gradcampp", "B"): [0.8] * 8}, labels)
+    result = drift.ranking_uncertainty(degenerate, weights, n_boot=20, seed=0)
+    assert result.orders.set_index("method").loc["gradcampp", "order"] == "B"
+    assert result.reversal_probability == 0.0
+    with pytest.raises(drift.DriftError, match="n_boot"):
+        drift.ranking_uncertainty(clear, weights, n_boot=0, seed=0)
+
+
 def test_toy_maps_show_what_each_metric_notices():
     values = drift.toy_metric_table(drift.toy_map_pairs((40, 56)))
     split, shifted, blurred = (values.loc[k] for k in ("same centre, split in two", "shifted", "blurred"))
