@@ -224,13 +224,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _config_section(run_dir: Path) -> str | None:
-    """Hash of the `config` section of config.json (the `resolved` facts are stage outputs)."""
-    path = run_dir / "config.json"
-    if not path.exists():
-        return None
-    section = json.dumps(read_json(path).get("config"), sort_keys=True)
-    return hashlib.sha256(section.encode()).hexdigest()
+def _config_hash(config: cfg.RunConfig) -> str:
+    """Hash of the resolved configuration the chapters run with. Taken from the config itself,
+    not from config.json, which the first chapter to run rewrites: a changed profile default must
+    rerun the chapters before that one too."""
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def run_files(run_dir: Path) -> dict[str, list[int]]:
@@ -272,14 +270,12 @@ def stale_reason(inputs: Mapping[str, Any], output: Path, record: Path, run_dir:
     if not output.exists() or not record.exists():
         return "not executed yet"
     previous = read_json(record)
-    for key, what in (("source_sha256", "source"), ("parameters", "parameters"),
+    for key, what in (("source_sha256", "source"), ("parameters", "parameters"), ("config_sha256", "configuration"),
                       ("kernel", "kernel"), ("upstream", "earlier chapters")):
         if previous.get(key) != inputs[key]:
             return f"{what} changed"
     if previous.get("output_sha256") != _sha256(output):
         return "executed notebook changed"
-    if previous.get("config_sha256") != _config_section(run_dir):
-        return "config.json changed"
     current = run_files(run_dir)
     changed = [name for name, stamp in previous.get("run_files", {}).items() if current.get(name) != stamp]
     if changed:
@@ -331,8 +327,8 @@ def execute_notebooks(config: cfg.RunConfig, force: bool = False, notebooks: Ite
         output, record = out / f"{source.stem}.ipynb", out / f"{source.stem}.run.json"
         upstream = {p.stem: _sha256(out / f"{p.stem}.ipynb") for p in sources[:position]
                     if (out / f"{p.stem}.ipynb").exists()}
-        inputs = {"source_sha256": _sha256(source), "parameters": params, "kernel": KERNEL_NAME,
-                  "upstream": upstream}
+        inputs = {"source_sha256": _sha256(source), "parameters": params, "config_sha256": _config_hash(config),
+                  "kernel": KERNEL_NAME, "upstream": upstream}
         reason = "forced" if force else stale_reason(inputs, output, record, run_dir)
         label = f"[{position + 1}/{len(sources)}] {source.stem:<30}"
         if reason is None:
@@ -348,7 +344,7 @@ def execute_notebooks(config: cfg.RunConfig, force: bool = False, notebooks: Ite
         written = _written_by(record, before, after)
         watched = written | _written_by_chapters(out, sources[:position])
         write_json(record, {**inputs, "output_sha256": _sha256(output),
-                            "config_sha256": _config_section(run_dir), "written": sorted(written),
+                            "written": sorted(written),
                             "run_files": {name: after[name] for name in sorted(watched) if name in after},
                             "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             "wall_s": round(wall, 2)})

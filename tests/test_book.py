@@ -130,7 +130,7 @@ def statuses(results: list[book.ChapterResult]) -> list[tuple[str, str, str]]:
     return [(r.name, r.status, r.reason) for r in results]
 
 
-def test_execute_skips_unchanged_chapters_and_reruns_what_changed(tmp_path):
+def test_execute_skips_unchanged_chapters_and_reruns_what_changed(tmp_path, monkeypatch):
     notebooks = tmp_path / "notebooks"
     first = write_chapter(notebooks, "01_first")
     write_chapter(notebooks, "02_second")
@@ -159,6 +159,12 @@ def test_execute_skips_unchanged_chapters_and_reruns_what_changed(tmp_path):
     assert (tmp_path / "runs" / "demo" / "01_first.txt").read_text() == "demo 0.3"
     assert run(force=True) == [("01_first", "executed", "forced"), ("02_second", "executed", "forced")]
     assert run() == [("01_first", "skipped", "unchanged"), ("02_second", "skipped", "unchanged")]
+    # a profile default changed in the code (same parameters): every chapter reruns, the first too
+    monkeypatch.setitem(cfg._PROFILE_DEFAULTS, "demo", {**cfg._PROFILE_DEFAULTS["demo"], "bootstrap_samples": 77})
+    changed_default = cfg.profile("demo")
+    assert book.notebook_parameters(changed_default) == {"profile": "demo"}
+    assert [s[2] for s in statuses(book.execute_notebooks(changed_default, root=tmp_path, progress_bar=False))] \
+        == ["configuration changed"] * 2
     with pytest.raises(book.BookError, match="no chapter notebook '09'"):
         run(notebooks=["09"])
 
