@@ -6,12 +6,13 @@ interrupted run never leaves a half-written file under a finished name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,36 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
+# -- stamps: a derived table records what it was computed from ------------------------------------
+
+_STAMP = "cxrdrift_stamp"
+
+
+def stage_stamp(config: RunConfig, inputs: Sequence[Path], fields: Sequence[str]) -> str:
+    """What a derived table depends on: the named config fields and the inputs' contents."""
+    digest = hashlib.sha256()
+    for path in inputs:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    values = config.to_dict()
+    return json.dumps({"config": {f: values[f] for f in fields}, "inputs": digest.hexdigest()}, sort_keys=True)
+
+
+def parquet_is_current(path: Path, stamp: str) -> bool:
+    """True when `path` exists and was written by `write_stamped_parquet` with `stamp`."""
+    if not path.exists():
+        return False
+    try:
+        return pd.read_parquet(path, columns=[]).attrs.get(_STAMP) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def write_stamped_parquet(path: Path, frame: pd.DataFrame, stamp: str) -> None:
+    frame.attrs[_STAMP] = stamp  # pandas keeps attrs in the parquet metadata
+    write_parquet(path, frame)
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """Every artifact's location inside one run directory (see DESIGN.md, "Run directory")."""
@@ -106,6 +137,10 @@ class RunPaths:
     @property
     def drift(self) -> Path:
         return self.root / "drift.parquet"
+
+    @property
+    def localization(self) -> Path:
+        return self.root / "localization.parquet"
 
     @property
     def tables(self) -> Path:

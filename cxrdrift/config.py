@@ -114,6 +114,9 @@ class RunConfig:
     threshold: float = _knob(0.5, ASSUMED + " (value lost in extraction)",
                              "Overlap IoU threshold tau on [0, 1]-normalized maps.")
     bootstrap_samples: int = _knob(1000, "cxrdrift", "Bootstrap resamples for confidence intervals.")
+    ground_truth: bool = _knob(True, "cxrdrift (beyond the paper)",
+                               "Score the maps against lesion masks when the dataset has them (the "
+                               "synthetic radiographs do): energy and salient region on the lesion.")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -8,8 +8,6 @@ those files.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,47 +17,17 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter
 
 from . import metrics
-from .artifacts import RunPaths, write_parquet
+from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
 
 METHOD_LABELS = {"layercam": "LayerCAM", "gradcampp": "Grad-CAM++", "gradcam": "Grad-CAM"}
 METRIC_LABELS = {"spatial_displacement": "Spatial disp.", "overlap_iou": "Overlap IoU",
                  "pattern_correlation": "Pattern corr.", "concentration_change": "Conc. change"}
 CHUNK = 256  # samples post-processed at once: bounds memory at the paper's 224 px
-_STAMP = "cxrdrift_stamp"
 
 
 class DriftError(ValueError):
     """A missing or inconsistent artifact that the drift stages need."""
-
-
-# -- stamps: skip finished work for the same inputs and config ------------------------------------
-
-def _digest(paths: Sequence[Path]) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def _stamp(config: RunConfig, inputs: Sequence[Path], fields: Sequence[str]) -> str:
-    values = config.to_dict()
-    return json.dumps({"config": {f: values[f] for f in fields}, "inputs": _digest(inputs)}, sort_keys=True)
-
-
-def _finished(path: Path, stamp: str) -> bool:
-    if not path.exists():
-        return False
-    try:
-        return pd.read_parquet(path, columns=[]).attrs.get(_STAMP) == stamp
-    except (OSError, ValueError):
-        return False
-
-
-def _write_stamped(path: Path, frame: pd.DataFrame, stamp: str) -> None:
-    frame.attrs[_STAMP] = stamp  # pandas keeps attrs in the parquet metadata
-    write_parquet(path, frame)
 
 
 def _require(path: Path, stage: str) -> Path:
@@ -75,15 +43,15 @@ def run_true_positive_filter(config: RunConfig, force: bool = False) -> pd.DataF
     right at both compared epochs) and the per-(arch, epoch) correctness columns."""
     paths = RunPaths.of(config)
     source = _require(paths.predictions, "training stage")
-    stamp = _stamp(config, [source], ["architectures", "early_epoch", "late_epoch"])
-    if not force and _finished(paths.true_positives, stamp):
+    stamp = stage_stamp(config, [source], ["architectures", "early_epoch", "late_epoch"])
+    if not force and parquet_is_current(paths.true_positives, stamp):
         return pd.read_parquet(paths.true_positives)
     predictions = pd.read_parquet(source)
     try:
         frame = metrics.true_positive_mask(predictions, config.architectures, config.compared_epochs)
     except metrics.MetricInputError as err:
         raise DriftError(f"{source}: {err}") from None
-    _write_stamped(paths.true_positives, frame, stamp)
+    write_stamped_parquet(paths.true_positives, frame, stamp)
     return frame
 
 
@@ -141,22 +109,24 @@ def _rows_of(cams: dict[str, np.ndarray], sample_ids: pd.Series, where: str) -> 
     return positions
 
 
+def epoch_maps(config: RunConfig, arch: str, method: str, epoch: int, sample_ids: Sequence[str]) -> np.ndarray:
+    """Post-processed (N, S, S) maps of `sample_ids` at `epoch`, in that order."""
+    from .cams import load_cams, postprocess
+
+    cams = load_cams(config, arch, epoch)
+    where = f"cams/{arch}/epoch_{epoch:02d}.npz"
+    if method not in cams:
+        raise DriftError(f"{where} holds no {method!r} maps (it has "
+                         f"{sorted(k for k in cams if k != 'sample_id')}); rerun the CAM stage")
+    rows = _rows_of(cams, pd.Series(list(sample_ids), dtype=str), where)
+    return postprocess(cams[method][rows], (config.image_size, config.image_size))
+
+
 def compared_maps(config: RunConfig, arch: str, method: str,
                   sample_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Post-processed (N, S, S) maps of `sample_ids` at the earlier and the later compared epoch."""
-    from .cams import load_cams, postprocess
-
-    ids = pd.Series(list(sample_ids), dtype=str)
-    size = (config.image_size, config.image_size)
-    out = []
-    for epoch in config.compared_epochs:
-        cams = load_cams(config, arch, epoch)
-        where = f"cams/{arch}/epoch_{epoch:02d}.npz"
-        if method not in cams:
-            raise DriftError(f"{where} holds no {method!r} maps (it has "
-                             f"{sorted(k for k in cams if k != 'sample_id')}); rerun the CAM stage")
-        out.append(postprocess(cams[method][_rows_of(cams, ids, where)], size))
-    return out[0], out[1]
+    early, late = (epoch_maps(config, arch, method, epoch, sample_ids) for epoch in config.compared_epochs)
+    return early, late
 
 
 def drift_rows(early: np.ndarray, late: np.ndarray, threshold: float) -> pd.DataFrame:
@@ -186,15 +156,15 @@ def run_drift_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
     inputs = [_require(paths.true_positives, "true-positive filter")]
     inputs += [_require(paths.cams(arch, epoch), "CAM stage")
                for arch in config.architectures for epoch in config.compared_epochs]
-    stamp = _stamp(config, inputs, ["architectures", "cam_methods", "early_epoch", "late_epoch",
+    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "early_epoch", "late_epoch",
                                     "cam_samples", "image_size", "threshold"])
-    if not force and _finished(paths.drift, stamp):
+    if not force and parquet_is_current(paths.drift, stamp):
         return pd.read_parquet(paths.drift)
     samples = mapped_samples(config)
     frame = pd.concat([_arch_method_frame(config, arch, method, samples)
                        for arch in config.architectures for method in config.cam_methods],
                       ignore_index=True)
-    _write_stamped(paths.drift, frame, stamp)
+    write_stamped_parquet(paths.drift, frame, stamp)
     return frame
 
 

@@ -241,6 +241,47 @@ def drift_metrics(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> dict[
     }
 
 
+# -- localization against a ground-truth mask -------------------------------------------------------
+
+def _maps_and_masks(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(N, H, W) float64 maps (degenerate ones zeroed), bool masks, which rows are scorable (map
+    not degenerate, mask not empty) and whether a single (H, W) pair was given."""
+    maps = np.asarray(maps, dtype=np.float64)
+    masks = np.asarray(masks)
+    if maps.shape != masks.shape or maps.ndim not in (2, 3):
+        raise MetricInputError(f"maps and masks must share an (H, W) or (N, H, W) shape; got {maps.shape} "
+                               f"and {masks.shape}")
+    if masks.dtype != bool:
+        raise MetricInputError(f"masks must be boolean, got {masks.dtype}")
+    single = maps.ndim == 2
+    if single:
+        maps, masks = maps[None], masks[None]
+    with np.errstate(invalid="ignore"):
+        if (maps < 0).any():
+            raise MetricInputError("maps must be non-negative (post-process them to [0, 1] first)")
+    valid = _non_degenerate(maps) & masks.any(axis=(1, 2))
+    return np.where(valid[:, None, None], maps, 0.0), masks, valid, single
+
+
+def energy_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray | float:
+    """Share of each map's energy on the mask, sum_{p in mask} m(p) / sum_p m(p) (the
+    energy-based pointing game); NaN for a degenerate map or an empty mask."""
+    maps, masks, valid, single = _maps_and_masks(maps, masks)
+    inside = (maps * masks).sum(axis=(1, 2))
+    return _result(_safe_divide(inside, maps.sum(axis=(1, 2))), valid, single)
+
+
+def region_precision(maps: np.ndarray, masks: np.ndarray, threshold: float = 0.5) -> np.ndarray | float:
+    """Share of the salient region m >= threshold that lies on the mask; NaN for a degenerate map
+    or an empty mask."""
+    if not 0.0 <= threshold <= 1.0:
+        raise MetricInputError(f"threshold={threshold} must lie in [0, 1]")
+    maps, masks, valid, single = _maps_and_masks(maps, masks)
+    region = maps >= threshold
+    inside = (region & masks).sum(axis=(1, 2)).astype(float)
+    return _result(_safe_divide(inside, region.sum(axis=(1, 2)).astype(float)), valid, single)
+
+
 # -- class-weighted aggregation ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -330,4 +371,5 @@ def summarize(values: Sequence[float], labels: Sequence[str], weights: Mapping[s
 __all__ = ["DRIFT_METRICS", "MetricInputError", "predictive_metrics", "true_positive_mask",
            "correct_column", "logit_columns", "centre_of_mass", "entropy", "spatial_displacement",
            "overlap_iou", "pattern_correlation", "concentration_change", "drift_metrics",
+           "energy_inside", "region_precision",
            "WeightedSummary", "weighted_summary", "bootstrap_ci", "summarize"]

@@ -43,7 +43,7 @@ def test_every_field_states_where_its_default_comes_from():
 
 
 def test_overrides_are_converted_from_strings():
-    config = cfg.profile("demo", threshold="0.4", epochs_ft="5", late_epoch=8, augment="true",
+    config = cfg.profile("demo", threshold="0.4", epochs_ft="5", late_epoch=14, augment="true",
                          architectures="ResNet50V2,InceptionV3", run_dir="runs/trial")
     assert config.threshold == 0.4 and config.epochs_ft == 5 and config.augment is True
     assert config.architectures == ("ResNet50V2", "InceptionV3")

@@ -1,6 +1,5 @@
 """The true-positive filter and drift stages on a tiny hand-made run directory, Table 3 from a
 hand-made drift.parquet, the paper's table, the ranking reversal, and the explorer driven from Python."""
-import math
 
 import numpy as np
 import pandas as pd

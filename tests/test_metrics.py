@@ -123,6 +123,31 @@ VALUES = [1.0, 2.0, 4.0, 3.0, np.nan]
 LABELS = ["A", "B", "B", "C", "C"]
 
 
+def test_energy_inside_and_region_precision_by_hand():
+    m = np.array([[1.0, 0.5, 0.0],
+                  [0.25, 0.0, 0.0]])      # H != W
+    mask = np.array([[True, False, False],
+                     [True, True, False]])
+    assert M.energy_inside(m, mask) == pytest.approx((1.0 + 0.25) / 1.75)
+    assert M.region_precision(m, mask, 0.5) == pytest.approx(1 / 2)   # region {(0,0), (0,1)}
+    assert M.region_precision(m, mask, 0.2) == pytest.approx(2 / 3)   # (1,0) joins, inside
+    batch = np.stack([m, m[:, ::-1], np.zeros_like(m)])
+    masks = np.stack([mask, mask, mask])
+    np.testing.assert_allclose(M.energy_inside(batch, masks)[:2], [1.25 / 1.75, 0.0])
+    assert np.isnan(M.energy_inside(batch, masks)[2])                  # flat map: degenerate
+    assert np.isnan(M.region_precision(m, np.zeros_like(mask)))        # no lesion: undefined
+    assert M.energy_inside(m, np.ones_like(mask)) == 1.0
+
+
+def test_localization_input_errors_are_clear():
+    with pytest.raises(M.MetricInputError, match="boolean"):
+        M.energy_inside(np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(M.MetricInputError, match="share"):
+        M.region_precision(np.ones((2, 2)), np.ones((3, 2), bool))
+    with pytest.raises(M.MetricInputError, match="threshold"):
+        M.region_precision(np.ones((2, 2)), np.ones((2, 2), bool), 1.5)
+
+
 def test_weighted_summary_hand_worked():
     # finite: 1 (w .5), 2 (.3), 4 (.3), 3 (.2); sum w = 1.3, sum w x = 2.9
     mean, std = M.weighted_summary(VALUES, LABELS, WEIGHTS)

@@ -7,12 +7,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..drift import METHOD_LABELS, METRIC_LABELS, correctness_columns
 from ..metrics import DRIFT_METRICS
 from .cams import overlay, threshold_regions
+
 
 def _method_names(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(method=frame["method"].map(lambda m: METHOD_LABELS.get(m, m)))

@@ -1,0 +1,129 @@
+"""Ground truth for the maps: how much of each map lies on the lesion (datasets with lesion masks).
+
+The four drift metrics are reference-free: they say how far the evidence moved between the
+compared epochs, not whether it moved toward the pathology. The synthetic radiographs come with
+lesion masks (`cxrdrift.synth`), and on them that can be measured. For every mapped test sample
+of a lesion class (Normal has none), architecture, CAM method and CAM epoch, two scores of the
+post-processed map: the share of its energy on the lesion (`metrics.energy_inside`, the
+energy-based pointing game) and the share of its salient region m >= threshold on the lesion
+(`metrics.region_precision`). Stage: the stored maps -> `localization.parquet`.
+
+`localization_summary` gives the class-weighted means per epoch, `localization_vs_drift` joins
+the change between the compared epochs with the drift metrics of the same samples and asks
+whether the reference-free drift predicts it.
+"""
+from __future__ import annotations
+
+import pandas as pd
+from scipy.stats import spearmanr
+
+from . import data, metrics
+from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
+from .config import RunConfig
+
+LESION_FREE = "Normal"
+SCORES = ("energy_inside", "region_precision")
+CHUNK = 256  # samples post-processed at once
+
+
+class LocalizationError(ValueError):
+    """A run whose artifacts cannot be scored against ground truth."""
+
+
+def lesion_samples(config: RunConfig) -> pd.DataFrame:
+    """The mapped test samples of lesion classes: sample_id, label, kept."""
+    from .drift import mapped_samples
+
+    samples = mapped_samples(config)
+    return samples[samples["label"] != LESION_FREE].reset_index(drop=True)
+
+
+def _scores(config: RunConfig, arch: str, method: str, epoch: int, samples: pd.DataFrame,
+            index: data.DatasetIndex) -> pd.DataFrame:
+    from .drift import epoch_maps
+
+    parts = []
+    for start in range(0, len(samples), CHUNK):
+        chunk = samples.iloc[start:start + CHUNK]
+        maps = epoch_maps(config, arch, method, epoch, chunk["sample_id"])
+        masks = data.load_masks(index, chunk, config.image_size)
+        parts.append(pd.DataFrame({"energy_inside": metrics.energy_inside(maps, masks),
+                                   "region_precision": metrics.region_precision(maps, masks, config.threshold),
+                                   "lesion_share": masks.mean(axis=(1, 2))}, index=chunk.index))
+    values = pd.concat(parts) if parts else pd.DataFrame(columns=[*SCORES, "lesion_share"], dtype=float)
+    return pd.concat([pd.DataFrame({"arch": arch, "method": method, "epoch": epoch}, index=samples.index),
+                      samples, values], axis=1)
+
+
+def run_localization_stage(config: RunConfig, force: bool = False) -> pd.DataFrame | None:
+    """Write `localization.parquet` (arch, method, epoch, sample_id, label, kept, energy_inside,
+    region_precision, lesion_share: the share of the image the lesion covers, what a uniform map
+    would score on both) for every CAM epoch; None, and nothing written, when `ground_truth` is off or
+    the dataset has no lesion mask for every mapped lesion-class sample."""
+    if not config.ground_truth:
+        return None
+    paths = RunPaths.of(config)
+    index = data.load_index(config.data_dir or paths.data)
+    samples = lesion_samples(config)
+    if samples.empty or any(index.mask_path(s) is None for s in samples["sample_id"]):
+        return None
+    inputs = [paths.true_positives] + [paths.cams(arch, epoch) for arch in config.architectures
+                                       for epoch in config.cam_epoch_list()]
+    missing = [path for path in inputs if not path.exists()]
+    if missing:
+        raise LocalizationError(f"{missing[0]} is missing: run the CAM stage first")
+    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "cam_epochs", "early_epoch",
+                                         "late_epoch", "cam_samples", "image_size", "threshold"])
+    if not force and parquet_is_current(paths.localization, stamp):
+        return pd.read_parquet(paths.localization)
+    frame = pd.concat([_scores(config, arch, method, epoch, samples, index)
+                       for arch in config.architectures for method in config.cam_methods
+                       for epoch in config.cam_epoch_list()], ignore_index=True)
+    write_stamped_parquet(paths.localization, frame, stamp)
+    return frame
+
+
+def load_localization(config: RunConfig) -> pd.DataFrame | None:
+    """localization.parquet's rows for the kept samples (all mapped ones when cam_samples='all'),
+    or None when the stage wrote nothing."""
+    path = RunPaths.of(config).localization
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path)
+    if config.cam_samples == "true_positives":
+        frame = frame[frame["kept"]]
+    return frame.reset_index(drop=True)
+
+
+def localization_summary(frame: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
+    """Class-weighted mean of each score and of the chance level (`lesion_share`) per method,
+    architecture and epoch (NaN dropped), with n."""
+    rows = []
+    for (method, arch, epoch), group in frame.groupby(["method", "arch", "epoch"], sort=False):
+        row = {"method": method, "arch": arch, "epoch": epoch}
+        for score in (*SCORES, "lesion_share"):
+            mean, _ = metrics.weighted_summary(group[score].to_numpy(), group["label"].to_numpy(), weights)
+            row[score] = mean
+        row["n"] = int(group[list(SCORES)].notna().all(axis=1).sum())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["method", "arch", "epoch", *SCORES, "lesion_share", "n"])
+
+
+def localization_vs_drift(frame: pd.DataFrame, drift: pd.DataFrame, epochs: tuple[int, int]) -> pd.DataFrame:
+    """Per method and architecture: the mean change of energy on the lesion between the compared
+    `epochs` (later minus earlier), and its Spearman correlation with each drift metric over the
+    same samples (NaN with fewer than 3 scored samples or a constant column)."""
+    early, late = (frame[frame["epoch"] == epoch].set_index(["method", "arch", "sample_id"])["energy_inside"]
+                   for epoch in epochs)
+    change = (late - early).rename("energy_change").reset_index()
+    joined = change.merge(drift, on=["method", "arch", "sample_id"], how="inner")
+    rows = []
+    for (method, arch), group in joined.groupby(["method", "arch"], sort=False):
+        row = {"method": method, "arch": arch, "energy_change": group["energy_change"].mean()}
+        for name in metrics.DRIFT_METRICS:
+            pair = group[["energy_change", name]].dropna()
+            varies = len(pair) >= 3 and (pair.nunique() > 1).all()
+            row[f"rho_{name}"] = spearmanr(pair["energy_change"], pair[name]).statistic if varies else float("nan")
+        row["n"] = int(group["energy_change"].notna().sum())
+        rows.append(row)
+    return pd.DataFrame(rows)

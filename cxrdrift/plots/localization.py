@@ -1,0 +1,50 @@
+"""Figures of the ground-truth check (notebook 08): evidence on the lesion per epoch, and its
+change against the reference-free drift."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from ..drift import METHOD_LABELS, METRIC_LABELS
+
+
+def plot_energy_on_lesion(summary: pd.DataFrame, epochs: tuple[int, int]) -> Figure:
+    """Per method, the class-weighted share of map energy on the lesion at each compared epoch
+    (one line per architecture), with the uniform-map chance level dashed."""
+    chosen = summary[summary["epoch"].isin(epochs)]
+    methods = list(dict.fromkeys(chosen["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), sharey=True,
+                             squeeze=False, facecolor="white")
+    for ax, method in zip(axes[0], methods):
+        part = chosen[chosen["method"] == method]
+        sns.pointplot(part, x="epoch", y="energy_inside", hue="arch", ax=ax, markers="o")
+        ax.axhline(part["lesion_share"].mean(), color="gray", linestyle="--", linewidth=1,
+                   label="uniform map (chance)")
+        ax.set_title(METHOD_LABELS.get(method, method))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("share of map energy on the lesion")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_energy_change_vs_drift(frame: pd.DataFrame, drift: pd.DataFrame, epochs: tuple[int, int],
+                                metric: str = "overlap_iou") -> Figure:
+    """Per sample: change of the energy on the lesion between `epochs` against a drift metric,
+    one panel per method, coloured by architecture."""
+    early, late = (frame[frame["epoch"] == e].set_index(["method", "arch", "sample_id"])["energy_inside"]
+                   for e in epochs)
+    joined = (late - early).rename("energy_change").reset_index().merge(drift, on=["method", "arch", "sample_id"])
+    methods = list(dict.fromkeys(joined["method"]))
+    fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(4.2 * max(len(methods), 1), 3.6), sharey=True,
+                             squeeze=False, facecolor="white")
+    for ax, method in zip(axes[0], methods):
+        sns.scatterplot(joined[joined["method"] == method], x=metric, y="energy_change", hue="arch", ax=ax, s=20)
+        ax.axhline(0, color="gray", linewidth=0.8)
+        ax.set_title(METHOD_LABELS.get(method, method))
+        ax.set_xlabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylabel(f"energy on lesion, epoch {epochs[1]} − epoch {epochs[0]}")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,103 @@
+"""Ground-truth localization on the hand-made run of test_drift: masks written next to its images."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from test_drift import ARCHS, METHODS, make_run
+
+from cxrdrift import drift, localization, metrics
+from cxrdrift.artifacts import RunPaths
+from cxrdrift.cams import postprocess
+from cxrdrift.data import load_index
+
+
+def write_masks(root, ids, left_half: bool = True) -> None:
+    """A lesion mask per test image (12x12): its left half, or everything."""
+    for sid in ids:
+        mask = np.zeros((12, 12), np.uint8)
+        mask[:, :6 if left_half else 12] = 255
+        path = (root / "masks" / sid).with_suffix(".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(path)
+
+
+@pytest.fixture
+def run_with_masks(tmp_path):
+    config, ids, raw = make_run(tmp_path)
+    write_masks(RunPaths.of(config).data, ids)
+    drift.run_true_positive_filter(config)
+    return config, ids, raw
+
+
+def test_stage_scores_every_lesion_sample_arch_method_and_epoch(run_with_masks):
+    config, ids, raw = run_with_masks
+    frame = localization.run_localization_stage(config)
+    kept = drift.load_true_positives(config).set_index("sample_id")["kept"]
+    lesion_ids = [sid for sid in ids if sid.split("/")[1] != "Normal" and kept[sid]]
+    assert len(frame) == len(ARCHS) * len(METHODS) * 2 * len(lesion_ids)
+    assert set(frame["label"]) == {"Pneumonia", "Tuberculosis", "COVID-19", "Lung Opacity"}
+    # one value recomputed from the raw maps (stored in reverse order: the stage aligns by id)
+    sid = lesion_ids[0]
+    row = frame.query("arch == 'ResNet50V2' and method == 'gradcampp' and epoch == 3 and sample_id == @sid")
+    m = postprocess(raw["ResNet50V2", 3]["gradcampp"][[ids.index(sid)]], (8, 8))[0]
+    mask = np.zeros((8, 8), bool)
+    mask[:, :4] = True
+    assert row["energy_inside"].item() == pytest.approx(m[mask].sum() / m.sum())
+    assert row["region_precision"].item() == pytest.approx(metrics.region_precision(m, mask, config.threshold))
+    assert np.allclose(frame["lesion_share"], 0.5)
+    stored = pd.read_parquet(RunPaths.of(config).localization)
+    pd.testing.assert_frame_equal(stored, frame)
+    stamp = RunPaths.of(config).localization.stat().st_mtime_ns
+    localization.run_localization_stage(config)   # unchanged inputs: not recomputed
+    assert RunPaths.of(config).localization.stat().st_mtime_ns == stamp
+
+
+def test_summary_and_relation_to_drift(run_with_masks):
+    config, ids, _ = run_with_masks
+    write_masks(RunPaths.of(config).data, ids, left_half=False)   # the lesion covers everything
+    localization.run_localization_stage(config)
+    frame = localization.load_localization(config)
+    summary = localization.localization_summary(frame, drift.class_weights(config))
+    scored = summary.dropna(subset=["energy_inside"])
+    assert np.allclose(scored["energy_inside"], 1.0) and np.allclose(scored["region_precision"], 1.0)
+    assert np.allclose(summary["lesion_share"], 1.0)
+    drift.run_drift_stage(config)
+    relation = localization.localization_vs_drift(frame, drift.load_drift(config), config.compared_epochs)
+    assert set(zip(relation["method"], relation["arch"])) == {(m, a) for m in METHODS for a in ARCHS}
+    assert np.allclose(relation["energy_change"].dropna(), 0.0)
+    assert relation["rho_overlap_iou"].isna().all()   # a constant change predicts nothing
+
+
+def test_no_masks_or_switched_off_writes_nothing(tmp_path):
+    config, _, _ = make_run(tmp_path)
+    drift.run_true_positive_filter(config)
+    assert localization.run_localization_stage(config) is None
+    assert localization.run_localization_stage(config.replace(ground_truth=False)) is None
+    assert not RunPaths.of(config).localization.exists()
+    assert localization.load_localization(config) is None
+    assert load_index(RunPaths.of(config).data).mask_path(drift.load_true_positives(config)["sample_id"][1]) is None
+
+
+def test_chapter_08_executes_on_the_hand_made_run(run_with_masks, tmp_path):
+    """The chapter end to end on a run with masks: its tables land in the run directory."""
+    import nbformat
+
+    from cxrdrift import book
+
+    config, _, _ = run_with_masks
+    drift.run_drift_stage(config)
+    source = Path(__file__).resolve().parents[1] / "notebooks" / "08_beyond.md"
+    parameters = {"profile": "smoke", "run_dir": config.run_dir, "architectures": list(ARCHS),
+                  "cam_samples": "true_positives", "image_size": 8, "bootstrap_samples": 50}
+    output = book.execute_notebook(source, tmp_path / "08.ipynb", parameters, progress_bar=False)
+    tables = RunPaths.of(config).tables
+    assert {"08_localization.csv", "08_localization_vs_drift.csv", "08_ranking_certainty.csv"} <= \
+        {p.name for p in tables.iterdir()}
+    certainty = pd.read_csv(tables / "08_ranking_certainty.csv")
+    assert len(certainty) == len(metrics.DRIFT_METRICS) and certainty["P(reversal)"].between(0, 1).all()
+    outputs = [o for cell in nbformat.read(output, as_version=4).cells for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
