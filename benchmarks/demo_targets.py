@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
 
 from cxrdrift import drift, train
 from cxrdrift.config import RunConfig
