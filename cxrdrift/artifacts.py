@@ -143,6 +143,10 @@ class RunPaths:
         return self.root / "localization.parquet"
 
     @property
+    def randomization(self) -> Path:
+        return self.root / "randomization.parquet"
+
+    @property
     def tables(self) -> Path:
         return self.root / "tables"
 

@@ -117,6 +117,9 @@ class RunConfig:
     ground_truth: bool = _knob(True, "cxrdrift (beyond the paper)",
                                "Score the maps against lesion masks when the dataset has them (the "
                                "synthetic radiographs do): energy and salient region on the lesion.")
+    randomization_check: bool = _knob(True, "cxrdrift (beyond the paper; Adebayo et al. 2018)",
+                                      "Drift ceiling: maps of the late checkpoint against those of a copy "
+                                      "with its last block and head re-initialized.")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -91,7 +91,8 @@ def test_chapter_08_executes_on_the_hand_made_run(run_with_masks, tmp_path):
     drift.run_drift_stage(config)
     source = Path(__file__).resolve().parents[1] / "notebooks" / "08_beyond.md"
     parameters = {"profile": "smoke", "run_dir": config.run_dir, "architectures": list(ARCHS),
-                  "cam_samples": "true_positives", "image_size": 8, "bootstrap_samples": 50}
+                  "cam_samples": "true_positives", "image_size": 8, "bootstrap_samples": 50,
+                  "randomization_check": False}   # the hand-made run has no checkpoints
     output = book.execute_notebook(source, tmp_path / "08.ipynb", parameters, progress_bar=False)
     tables = RunPaths.of(config).tables
     assert {"08_localization.csv", "08_localization_vs_drift.csv", "08_ranking_certainty.csv"} <= \
@@ -101,3 +102,4 @@ def test_chapter_08_executes_on_the_hand_made_run(run_with_masks, tmp_path):
     outputs = [o for cell in nbformat.read(output, as_version=4).cells for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+    assert any("randomization_check` is off" in o.get("data", {}).get("text/markdown", "") for o in outputs)

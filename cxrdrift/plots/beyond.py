@@ -1,5 +1,5 @@
-"""Figures of the ground-truth check (notebook 08): evidence on the lesion per epoch, and its
-change against the reference-free drift."""
+"""Figures of chapter 08: evidence on the lesion per epoch, its change against the reference-free
+drift, and the randomization ceiling of each drift metric."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -48,3 +48,22 @@ def plot_energy_change_vs_drift(frame: pd.DataFrame, drift: pd.DataFrame, epochs
         ax.set_ylabel(f"energy on lesion, epoch {epochs[1]} − epoch {epochs[0]}")
     fig.tight_layout()
     return fig
+
+
+def plot_ceiling(ceiling: pd.DataFrame) -> Figure:
+    """Per drift metric (columns) and method (rows): each architecture's mean drift between the
+    compared epochs beside the drift to its randomized copy."""
+    long = ceiling.melt(id_vars=["method", "arch", "metric"], value_vars=["phase", "randomized"],
+                        var_name="compared with", value_name="mean")
+    long = long.assign(method=long["method"].map(lambda m: METHOD_LABELS.get(m, m)),
+                       metric=long["metric"].map(lambda m: METRIC_LABELS.get(m, m)),
+                       **{"compared with": long["compared with"].map(
+                           {"phase": "earlier epoch (phase drift)", "randomized": "randomized copy (ceiling)"})})
+    grid = sns.catplot(long, x="arch", y="mean", hue="compared with", col="metric", row="method", kind="point",
+                       sharey=False, height=2.6, aspect=1.15, linestyle="none", markers=["o", "X"])
+    grid.set_titles("{row_name} · {col_name}")
+    grid.set_axis_labels("", "class-weighted mean")
+    grid.figure.set_facecolor("white")
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", labelrotation=30)
+    return grid.figure

@@ -1,0 +1,120 @@
+"""A ceiling for the drift metrics: the model-randomization sanity check (Adebayo et al. 2018).
+
+Fine-tuning drift means little unless a metric can tell it apart from evidence that was destroyed.
+So the late checkpoint is copied, its head and the last block of its backbone (every layer after
+`PREVIOUS_BLOCK` up to the target layer) are re-initialized at random, and the maps of that model
+are compared with the late checkpoint's own maps by the four drift metrics. A metric whose
+fine-tuning drift comes close to this ceiling cannot distinguish fine-tuning from randomization.
+Stage: the late checkpoints and their maps -> `randomization.parquet`, shaped like drift.parquet.
+"""
+from __future__ import annotations
+
+import keras
+import pandas as pd
+
+from . import data
+from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
+from .config import RunConfig
+from .models import TARGET_LAYERS, build_model
+
+# The output of the block before the target layer's block: what stays trained.
+PREVIOUS_BLOCK = {"DenseNet201": "conv5_block31_concat", "ResNet50V2": "conv5_block2_out", "InceptionV3": "mixed9"}
+
+
+class RandomizationError(ValueError):
+    """A run whose late checkpoint or maps are missing."""
+
+
+def randomized_positions(model: keras.Model, arch: str) -> list[int]:
+    """Positions in `model.layers` of the last backbone block (after `PREVIOUS_BLOCK[arch]`, up to
+    and including the target layer) and of the `logits` head."""
+    names = [layer.name for layer in model.layers]
+    first, last = names.index(PREVIOUS_BLOCK[arch]) + 1, names.index(TARGET_LAYERS[arch])
+    return [*range(first, last + 1), names.index("logits")]
+
+
+def randomize_top(model: keras.Model, arch: str, seed: int) -> list[str]:
+    """Re-initialize `model`'s last block and head in place with the weights of a freshly built
+    random model of the same architecture (seeded); returns the names of the layers changed.
+    Layers are matched by position: the applications build them in a fixed order, while some
+    (InceptionV3's) take session-dependent automatic names."""
+    keras.utils.set_random_seed(seed)
+    fresh = build_model(arch, model.input_shape[1], None, num_classes=model.output_shape[-1])
+    changed = []
+    for position in randomized_positions(model, arch):
+        layer, reference = model.layers[position], fresh.layers[position]
+        if layer.weights:
+            layer.set_weights(reference.get_weights())
+            changed.append(layer.name)
+    return changed
+
+
+def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFrame | None:
+    """Write `randomization.parquet`: arch, method, sample_id, label, kept, the four drift metrics
+    between the late checkpoint's maps and those of its randomized copy, and the degenerate flags;
+    None, and nothing written, when `randomization_check` is off."""
+    from .cams import cam_samples, fused_pass, postprocess
+    from .drift import drift_rows, epoch_maps
+
+    if not config.randomization_check:
+        return None
+    paths = RunPaths.of(config)
+    late = config.late_epoch
+    inputs = [paths.true_positives] + [paths.cams(arch, late) for arch in config.architectures]
+    missing = [path for path in inputs + [paths.weights(arch, late) for arch in config.architectures]
+               if not path.exists()]
+    if missing:
+        raise RandomizationError(f"{missing[0]} is missing: run training and the CAM stage first")
+    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "late_epoch", "cam_samples",
+                                         "image_size", "threshold", "alpha_norm", "seed"])
+    if not force and parquet_is_current(paths.randomization, stamp):
+        return pd.read_parquet(paths.randomization)
+    index = data.load_index(config.data_dir or paths.data)
+    samples = cam_samples(config, index.split("test")).reset_index(drop=True)
+    size = (config.image_size, config.image_size)
+    parts = []
+    for arch in config.architectures:
+        model = build_model(arch, config.image_size, None)
+        model.load_weights(paths.weights(arch, late))
+        randomize_top(model, arch, config.seed + 1)  # not the seed training initialized the head with
+        batches = data.make_dataset(samples, arch, config.image_size, config.cam_batch_size, with_labels=True)
+        maps = fused_pass(model, TARGET_LAYERS[arch]).run(batches.as_numpy_iterator(), config.cam_methods,
+                                                          config.alpha_norm)
+        for method in config.cam_methods:
+            trained = epoch_maps(config, arch, method, late, samples["sample_id"])
+            values = drift_rows(trained, postprocess(maps[method], size), config.threshold)
+            parts.append(pd.concat([pd.DataFrame({"arch": arch, "method": method}, index=values.index),
+                                    samples[["sample_id", "label"]], values], axis=1))
+    kept = pd.read_parquet(paths.true_positives).set_index("sample_id")["kept"]
+    frame = pd.concat(parts, ignore_index=True)
+    frame.insert(4, "kept", frame["sample_id"].map(kept).astype(bool))
+    write_stamped_parquet(paths.randomization, frame, stamp)
+    return frame
+
+
+def load_randomization(config: RunConfig) -> pd.DataFrame | None:
+    """randomization.parquet's rows for the kept samples (all when cam_samples='all'), or None."""
+    path = RunPaths.of(config).randomization
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path)
+    if config.cam_samples == "true_positives":
+        frame = frame[frame["kept"]]
+    return frame.reset_index(drop=True)
+
+
+def ceiling_table(config: RunConfig) -> pd.DataFrame | None:
+    """Per method, architecture and metric: the class-weighted mean drift between the compared
+    epochs (`phase`) beside the one between the late checkpoint and its randomized copy
+    (`randomized`); None when the stage wrote nothing."""
+    from .drift import class_weights, load_drift, summary_table
+
+    randomized = load_randomization(config)
+    if randomized is None:
+        return None
+    weights = class_weights(config)
+    phase = summary_table(load_drift(config), weights, 1, config.seed)
+    ceiling = summary_table(randomized, weights, 1, config.seed)
+    keys = ["method", "arch", "metric"]
+    return phase[keys + ["mean"]].rename(columns={"mean": "phase"}).merge(
+        ceiling[keys + ["mean", "n"]].rename(columns={"mean": "randomized"}), on=keys, how="outer")
