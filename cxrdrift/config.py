@@ -99,8 +99,10 @@ class RunConfig:
                                  ("auto", "on", "off"))
     xla: str = _knob("auto", "cxrdrift", "'auto' (on with a GPU), 'on' or 'off'.", ("auto", "on", "off"))
     # -- attribution ------------------------------------------------------------------------
-    cam_methods: tuple[str, ...] = _knob(("layercam", "gradcampp"), PAPER + " §3.2",
-                                         "CAM methods carried through the study.", CAM_METHODS)
+    cam_methods: tuple[str, ...] = _knob(
+        ("layercam", "gradcampp", "gradcam"),
+        PAPER + " §3.2 (LayerCAM, Grad-CAM++); Grad-CAM added beyond the paper (same fused pass, no extra cost)",
+        "CAM methods carried through the study.", CAM_METHODS)
     cam_epochs: str = _knob("compared", PAPER + " §3.2 (epochs 8 and 19)",
                             "'compared' (early and late epoch) or 'all'.", ("compared", "all"))
     cam_samples: str = _knob("true_positives", PAPER + " §3.3",

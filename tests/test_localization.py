@@ -91,6 +91,7 @@ def test_chapter_08_executes_on_the_hand_made_run(run_with_masks, tmp_path):
     drift.run_drift_stage(config)
     source = Path(__file__).resolve().parents[1] / "notebooks" / "08_beyond.md"
     parameters = {"profile": "smoke", "run_dir": config.run_dir, "architectures": list(ARCHS),
+                  "cam_methods": list(METHODS),
                   "cam_samples": "true_positives", "image_size": 8, "bootstrap_samples": 50,
                   "randomization_check": False}   # the hand-made run has no checkpoints
     output = book.execute_notebook(source, tmp_path / "08.ipynb", parameters, progress_bar=False)
@@ -102,4 +103,6 @@ def test_chapter_08_executes_on_the_hand_made_run(run_with_masks, tmp_path):
     outputs = [o for cell in nbformat.read(output, as_version=4).cells for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
-    assert any("randomization_check` is off" in o.get("data", {}).get("text/markdown", "") for o in outputs)
+    markdown = [o.get("data", {}).get("text/markdown", "") for o in outputs]
+    assert any("randomization_check` is off" in text for text in markdown)
+    assert any("did not compute Grad-CAM" in text for text in markdown)
