@@ -147,6 +147,10 @@ class RunPaths:
         return self.root / "randomization.parquet"
 
     @property
+    def trajectory(self) -> Path:
+        return self.root / "trajectory.parquet"
+
+    @property
     def tables(self) -> Path:
         return self.root / "tables"
 

@@ -263,6 +263,8 @@ def coerce_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": {
         "profile": "paper",
+        # Beyond the paper: maps of every checkpoint, for drift across all epochs (chapter 08).
+        "cam_epochs": "all",
     },
     # Synthetic radiographs, built-in pre-training, small images: the whole book on a 2-core CPU.
     # The frozen phase keeps the paper's 10 epochs compared at epoch 8: with cached backbone

@@ -67,3 +67,19 @@ def plot_ceiling(ceiling: pd.DataFrame) -> Figure:
     for ax in grid.axes.flat:
         ax.tick_params(axis="x", labelrotation=30)
     return grid.figure
+
+
+def plot_trajectory(summary: pd.DataFrame, metric: str, epochs_tl: int, compared: tuple[int, int]) -> Figure:
+    """`metric` of every epoch against the early and the late compared epoch: one panel per
+    method (rows) and architecture (columns), the switch to fine-tuning dashed."""
+    shown = summary.assign(method=summary["method"].map(lambda m: METHOD_LABELS.get(m, m)),
+                           reference=summary["reference"].map({"early": f"vs epoch {compared[0]}",
+                                                               "late": f"vs epoch {compared[1]}"}))
+    grid = sns.relplot(shown, x="epoch", y=metric, hue="reference", row="method", col="arch", kind="line",
+                       marker="o", height=2.4, aspect=1.3, facet_kws={"sharey": True})
+    for ax in grid.axes.flat:
+        ax.axvline(epochs_tl + 0.5, color="gray", linestyle="--", linewidth=1)
+    grid.set_titles("{row_name} · {col_name}")
+    grid.set_axis_labels("epoch", METRIC_LABELS.get(metric, metric))
+    grid.figure.set_facecolor("white")
+    return grid.figure
