@@ -151,6 +151,10 @@ class RunPaths:
         return self.root / "trajectory.parquet"
 
     @property
+    def noise_floor(self) -> Path:
+        return self.root / "noise_floor.parquet"
+
+    @property
     def tables(self) -> Path:
         return self.root / "tables"
 

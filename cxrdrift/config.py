@@ -69,6 +69,8 @@ class RunConfig:
         "Synthetic pre-training: BatchNorm momentum.")
     pretrain_bn_epochs: int = _knob(
         2, "cxrdrift", "Synthetic pre-training: passes that re-estimate BatchNorm statistics.")
+    pretrain_seed: int = _knob(-1, "cxrdrift",
+                               "Synthetic pre-training seed; -1 uses `seed` (replicates keep the main run's).")
     pretrain_size: int = _knob(
         0, "cxrdrift (convolution weights do not depend on the input size)",
         "Synthetic pre-training: input size in pixels; 0 means image_size. BatchNorm statistics "
@@ -119,6 +121,10 @@ class RunConfig:
     ground_truth: bool = _knob(True, "cxrdrift (beyond the paper)",
                                "Score the maps against lesion masks when the dataset has them (the "
                                "synthetic radiographs do): energy and salient region on the lesion.")
+    replicate_seeds: tuple[int, ...] = _knob(
+        (), "cxrdrift (beyond the paper)",
+        "Train every architecture again with each of these seeds (same data, same pre-trained "
+        "weights); drift between seeds at one epoch is the noise floor of phase drift.")
     randomization_check: bool = _knob(True, "cxrdrift (beyond the paper; Adebayo et al. 2018)",
                                       "Drift ceiling: maps of the late checkpoint against those of a copy "
                                       "with its last block and head re-initialized.")
@@ -152,6 +158,9 @@ class RunConfig:
             raise ConfigError("architectures must name at least one backbone")
         if not self.cam_methods:
             raise ConfigError("cam_methods must name at least one method")
+        if self.seed in self.replicate_seeds or len(set(self.replicate_seeds)) < len(self.replicate_seeds):
+            raise ConfigError(f"replicate_seeds={list(self.replicate_seeds)} must be distinct and differ from "
+                              f"seed={self.seed}: a replicate with the same seed is the same run")
         for name in ("image_size", "batch_size", "cam_batch_size", "synth_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive")
@@ -263,8 +272,10 @@ def coerce_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": {
         "profile": "paper",
-        # Beyond the paper: maps of every checkpoint, for drift across all epochs (chapter 08).
+        # Beyond the paper (chapter 08): maps of every checkpoint, for drift across all epochs, and
+        # a second training run with another seed, for the noise floor.
         "cam_epochs": "all",
+        "replicate_seeds": (1,),
     },
     # Synthetic radiographs, built-in pre-training, small images: the whole book on a 2-core CPU.
     # The frozen phase keeps the paper's 10 epochs compared at epoch 8: with cached backbone

@@ -55,7 +55,8 @@ class PretrainSpec:
         return cls(image_size=config.image_size, size=config.pretrain_size, images=config.pretrain_images,
                    epochs=config.pretrain_epochs, lr=config.pretrain_lr,
                    bn_momentum=config.pretrain_bn_momentum, bn_epochs=config.pretrain_bn_epochs,
-                   batch_size=config.batch_size, seed=config.seed)
+                   batch_size=config.batch_size,
+                   seed=config.pretrain_seed if config.pretrain_seed >= 0 else config.seed)
 
     def train_size(self, arch: str) -> int:
         """Pre-training input size of `arch`: `size` (or `image_size`), at least the smallest input

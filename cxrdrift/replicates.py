@@ -1,0 +1,87 @@
+"""A noise floor for the drift metrics: the same study trained again with another seed.
+
+How much do two maps of one image differ when nothing but training noise separates the models —
+the head's initialization and the order of the training images? Each seed in
+`replicate_seeds` trains every architecture again on the same data from the same pre-trained
+weights, into `<run_dir>/replicates/seed_<seed>/`, and maps every test image at the compared
+epochs. The drift metrics between the main run's maps and a replicate's maps of the same image at
+the same epoch are the floor that phase drift must clear to mean anything.
+Stage: the replicates' maps -> `noise_floor.parquet`, one row per (architecture, method, epoch,
+seed, sample).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
+from .config import RunConfig
+
+
+def replicate_config(config: RunConfig, seed: int) -> RunConfig:
+    """The configuration of the replicate with `seed`: the main run's data and pre-trained weights,
+    maps of every test image at the compared epochs, none of the extra stages."""
+    return config.replace(
+        seed=seed, run_dir=str(Path(config.run_dir) / "replicates" / f"seed_{seed}"), replicate_seeds=(),
+        data_dir=config.data_dir or str(RunPaths.of(config).data),
+        pretrain_seed=config.pretrain_seed if config.pretrain_seed >= 0 else config.seed,
+        cam_samples="all", cam_epochs="compared", ground_truth=False, randomization_check=False)
+
+
+def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFrame | None:
+    """Train and map each replicate (resuming, as the main run does), then write
+    `noise_floor.parquet`: arch, method, epoch, seed, sample_id, label, kept, the four drift
+    metrics (main run's map first) and the degenerate flags; None when there are no replicates."""
+    from . import cams, train
+    from .drift import drift_rows, epoch_maps, mapped_samples
+
+    if not config.replicate_seeds:
+        return None
+    replicas = [replicate_config(config, seed) for seed in config.replicate_seeds]
+    for replica in replicas:
+        train.run_training(replica, force=force)
+        cams.run_cam_stage(replica, force=force)
+    paths = RunPaths.of(config)
+    inputs = [paths.true_positives] + [RunPaths.of(c).cams(arch, epoch) for c in (config, *replicas)
+                                       for arch in config.architectures for epoch in config.compared_epochs]
+    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "early_epoch", "late_epoch",
+                                         "cam_samples", "image_size", "threshold", "replicate_seeds"])
+    if not force and parquet_is_current(paths.noise_floor, stamp):
+        return pd.read_parquet(paths.noise_floor)
+    samples = mapped_samples(config)
+    parts = []
+    for replica in replicas:
+        for arch in config.architectures:
+            for method in config.cam_methods:
+                for epoch in config.compared_epochs:
+                    values = drift_rows(epoch_maps(config, arch, method, epoch, samples["sample_id"]),
+                                        epoch_maps(replica, arch, method, epoch, samples["sample_id"]),
+                                        config.threshold)
+                    parts.append(pd.concat([pd.DataFrame({"arch": arch, "method": method, "epoch": epoch,
+                                                          "seed": replica.seed}, index=samples.index),
+                                            samples, values], axis=1))
+    frame = pd.concat(parts, ignore_index=True)
+    write_stamped_parquet(paths.noise_floor, frame, stamp)
+    return frame
+
+
+def floor_table(config: RunConfig) -> pd.DataFrame | None:
+    """Per method, architecture and metric: the class-weighted mean phase drift beside the noise
+    floor at each compared epoch (all seeds pooled); None when there are no replicates."""
+    from .drift import class_weights, load_drift, summary_table
+
+    path = RunPaths.of(config).noise_floor
+    if not config.replicate_seeds or not path.exists():
+        return None
+    floor = pd.read_parquet(path)
+    if config.cam_samples == "true_positives":
+        floor = floor[floor["kept"]]
+    weights = class_weights(config)
+    keys = ["method", "arch", "metric"]
+    table = summary_table(load_drift(config), weights, 1, config.seed)[keys + ["mean"]].rename(
+        columns={"mean": "phase"})
+    for epoch, part in floor.groupby("epoch"):
+        summary = summary_table(part, weights, 1, config.seed)[keys + ["mean"]]
+        table = table.merge(summary.rename(columns={"mean": f"floor_epoch_{epoch}"}), on=keys, how="left")
+    return table
