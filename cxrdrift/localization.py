@@ -20,6 +20,7 @@ from scipy.stats import spearmanr
 from . import data, metrics
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
+from .drift import epoch_maps, mapped_samples
 
 LESION_FREE = "Normal"
 SCORES = ("energy_inside", "region_precision")
@@ -32,16 +33,12 @@ class LocalizationError(ValueError):
 
 def lesion_samples(config: RunConfig) -> pd.DataFrame:
     """The mapped test samples of lesion classes: sample_id, label, kept."""
-    from .drift import mapped_samples
-
     samples = mapped_samples(config)
     return samples[samples["label"] != LESION_FREE].reset_index(drop=True)
 
 
 def _scores(config: RunConfig, arch: str, method: str, epoch: int, samples: pd.DataFrame,
             index: data.DatasetIndex) -> pd.DataFrame:
-    from .drift import epoch_maps
-
     parts = []
     for start in range(0, len(samples), CHUNK):
         chunk = samples.iloc[start:start + CHUNK]

@@ -14,7 +14,9 @@ import pandas as pd
 
 from . import data
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
+from .cams import cam_samples, fused_pass, postprocess
 from .config import RunConfig
+from .drift import class_weights, drift_rows, epoch_maps, load_drift, summary_table
 from .models import TARGET_LAYERS, build_model
 
 # The output of the block before the target layer's block: what stays trained.
@@ -53,9 +55,6 @@ def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFr
     """Write `randomization.parquet`: arch, method, sample_id, label, kept, the four drift metrics
     between the late checkpoint's maps and those of its randomized copy, and the degenerate flags;
     None, and nothing written, when `randomization_check` is off."""
-    from .cams import cam_samples, fused_pass, postprocess
-    from .drift import drift_rows, epoch_maps
-
     if not config.randomization_check:
         return None
     paths = RunPaths.of(config)
@@ -107,8 +106,6 @@ def ceiling_table(config: RunConfig) -> pd.DataFrame | None:
     """Per method, architecture and metric: the class-weighted mean drift between the compared
     epochs (`phase`) beside the one between the late checkpoint and its randomized copy
     (`randomized`); None when the stage wrote nothing."""
-    from .drift import class_weights, load_drift, summary_table
-
     randomized = load_randomization(config)
     if randomized is None:
         return None

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
+from .drift import class_weights, drift_rows, epoch_maps, load_drift, mapped_samples, summary_table
 
 
 def replicate_config(config: RunConfig, seed: int) -> RunConfig:
@@ -34,8 +35,6 @@ def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFram
     `noise_floor.parquet`: arch, method, epoch, seed, sample_id, label, kept, the four drift
     metrics (main run's map first) and the degenerate flags; None when there are no replicates."""
     from . import cams, train
-    from .drift import drift_rows, epoch_maps, mapped_samples
-
     if not config.replicate_seeds:
         return None
     replicas = [replicate_config(config, seed) for seed in config.replicate_seeds]
@@ -69,8 +68,6 @@ def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFram
 def floor_table(config: RunConfig) -> pd.DataFrame | None:
     """Per method, architecture and metric: the class-weighted mean phase drift beside the noise
     floor at each compared epoch (all seeds pooled); None when there are no replicates."""
-    from .drift import class_weights, load_drift, summary_table
-
     path = RunPaths.of(config).noise_floor
     if not config.replicate_seeds or not path.exists():
         return None

@@ -15,6 +15,7 @@ import pandas as pd
 from . import metrics
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
+from .drift import epoch_maps, mapped_samples
 
 CHUNK = 256  # samples post-processed at once
 
@@ -23,8 +24,6 @@ def run_trajectory_stage(config: RunConfig, force: bool = False) -> pd.DataFrame
     """Write `trajectory.parquet` (arch, method, epoch, reference "early"/"late", sample_id,
     label, the four drift metrics with the reference epoch as the earlier map) for the compared
     samples; None, and nothing written, unless `cam_epochs="all"`."""
-    from .drift import epoch_maps, mapped_samples
-
     if config.cam_epochs != "all":
         return None
     paths = RunPaths.of(config)
