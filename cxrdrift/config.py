@@ -330,6 +330,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 20,
         "save_epochs": "compared",
         "cam_samples": "all",
+        # every epoch's maps (3 here), so CI runs chapter 08's drift across epochs end to end
+        "cam_epochs": "all",
         "bootstrap_samples": 50,
     },
 }

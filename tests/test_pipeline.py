@@ -44,7 +44,7 @@ def test_every_chapter_is_executed_without_errors(smoke_book):
     root, _, _ = smoke_book
     executed = chapters(root)
     assert [p.stem for p in executed] == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.md"))
-    assert len(executed) == 7
+    assert len(executed) == 8
     for path in executed:
         notebook = nbformat.read(path, as_version=4)
         errors = [output for cell in notebook.cells if cell.cell_type == "code"
@@ -106,8 +106,21 @@ def test_run_directory_holds_every_artifact(smoke_book):
     scored = drift["overlap_iou"].dropna()
     assert len(scored) > 0 and scored.between(0, 1).all()
 
+    # beyond the paper (chapter 08): ground truth on the synthetic masks, the randomization
+    # ceiling, and drift across every epoch (smoke maps all three); no replicates in smoke
+    localization = pd.read_parquet(paths.localization)
+    assert set(localization["epoch"]) == set(config.cam_epoch_list()) == {1, 2, 3}
+    assert "Normal" not in set(localization["label"])
+    assert localization["energy_inside"].dropna().between(0, 1).all()
+    assert localization["lesion_share"].between(0, 1).all()
+    randomized = pd.read_parquet(paths.randomization)
+    assert set(randomized["method"]) == set(config.cam_methods) and len(randomized) == len(drift)
+    trajectory = pd.read_parquet(paths.trajectory)
+    assert set(trajectory["reference"]) == {"early", "late"} and set(trajectory["epoch"]) == {1, 2, 3}
+    assert not paths.noise_floor.exists()
+
 
 def test_unchanged_chapters_are_not_executed_again(smoke_book):
     root, config, _ = smoke_book
     results = book.execute_notebooks(config, root=root, progress_bar=False)
-    assert [result.status for result in results] == ["skipped"] * 7
+    assert [result.status for result in results] == ["skipped"] * 8
