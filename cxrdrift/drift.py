@@ -157,7 +157,7 @@ def run_drift_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
     inputs += [_require(paths.cams(arch, epoch), "CAM stage")
                for arch in config.architectures for epoch in config.compared_epochs]
     stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "early_epoch", "late_epoch",
-                                    "cam_samples", "image_size", "threshold"])
+                                         "cam_samples", "image_size", "threshold"])
     if not force and parquet_is_current(paths.drift, stamp):
         return pd.read_parquet(paths.drift)
     samples = mapped_samples(config)
@@ -219,8 +219,8 @@ def per_class_table(config: RunConfig, samples: str | None = None) -> pd.DataFra
 def table3_wide(table: pd.DataFrame, with_ci: bool = True, digits: int = 3) -> pd.DataFrame:
     """Paper-shaped Table 3: rows (Method, Architecture), one 'mean ± std [low, high]' column per
     metric, and when the table has counts an `n` column: samples scored by every metric, of all
-    (the rest are NaN, e.g. degenerate maps), so a mean over few samples shows as such. A `sign_known` column (the
-    paper's table) prints unknown signs as '±|x|'."""
+    (the rest are NaN, e.g. degenerate maps), so a mean over few samples shows as such. A
+    `sign_known` column (the paper's table) prints unknown signs as '±|x|'."""
     def cell(row: pd.Series) -> str:
         if pd.isna(row["mean"]):
             return "n/a"
@@ -315,6 +315,16 @@ class RankingUncertainty:
     n_boot: int
 
 
+def _resampled_means(values: np.ndarray, weights: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Weighted means (boot, cell) of `values` (sample, cell) over the resampled rows `index`
+    (boot, sample), NaN values ignored; NaN where a cell has none."""
+    x = values[index]
+    finite = np.isfinite(x)
+    w = weights[index][..., None] * finite
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.where(finite, x, 0.0) * w).sum(1) / w.sum(1)
+
+
 def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: int, seed: int,
                         metric: str = "overlap_iou") -> RankingUncertainty:
     """Bootstrap the ranking: resample the compared samples within each class (the same resample
@@ -332,11 +342,8 @@ def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: 
     rng = np.random.default_rng(seed)
     index = np.concatenate([rng.choice(np.flatnonzero(labels == label), size=(n_boot, int((labels == label).sum())))
                             for label in pd.unique(labels)], axis=1)
-    x = values.to_numpy()[index]                                  # (boot, sample, cell)
-    finite = np.isfinite(x)
-    w = sample_weight[index][..., None] * finite
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = (np.where(finite, x, 0.0) * w).sum(1) / w.sum(1)    # (boot, cell), NaN if none
+    means = np.concatenate([_resampled_means(values.to_numpy(), sample_weight, index[start:start + 100])
+                            for start in range(0, n_boot, 100)])   # (boot, cell), blocks bound memory
     cells = list(values.columns)
     methods = list(dict.fromkeys(method for method, _ in cells))
     counts: dict[tuple[str, str], int] = {}
@@ -356,7 +363,7 @@ def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: 
 
 
 def ranking_uncertainty_of_run(config: RunConfig, metric: str = "overlap_iou",
-                              samples: str | None = None) -> RankingUncertainty:
+                               samples: str | None = None) -> RankingUncertainty:
     """`ranking_uncertainty` of this run's drift.parquet with its class weights and bootstrap size."""
     return ranking_uncertainty(load_drift(config, samples), class_weights(config), config.bootstrap_samples,
                                config.seed, metric)
