@@ -251,7 +251,7 @@ def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
 
     config = profile("smoke", run_dir=str(tmp_path / "run"), architectures=["ResNet50V2"], image_size=64,
                      synth_size=64, synth_train=5, synth_val=5, synth_test=12, cam_batch_size=5,
-                     cam_samples="true_positives")
+                     cam_samples="true_positives", cam_epochs="compared")
     paths = RunPaths.of(config)
     test = data.prepare(config).split("test")
     kept = test["sample_id"].to_numpy()[::2]

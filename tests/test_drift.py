@@ -39,7 +39,7 @@ def make_run(tmp_path):
     Sample 0 is misclassified by ResNet50V2 at the late epoch (so it is dropped); sample 1's
     early LayerCAM map is flat (degenerate); sample 2's maps are identical across epochs."""
     config = profile("smoke", run_dir=str(tmp_path / "run"), architectures=ARCHS, cam_methods=METHODS,
-                     cam_samples="true_positives", image_size=8, bootstrap_samples=50)
+                     cam_epochs="compared", cam_samples="true_positives", image_size=8, bootstrap_samples=50)
     paths = RunPaths.of(config)
     ids = write_dataset(paths.data)
     labels = [sid.split("/")[1] for sid in ids]

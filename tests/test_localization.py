@@ -91,7 +91,7 @@ def test_chapter_08_executes_on_the_hand_made_run(run_with_masks, tmp_path):
     drift.run_drift_stage(config)
     source = Path(__file__).resolve().parents[1] / "notebooks" / "08_beyond.md"
     parameters = {"profile": "smoke", "run_dir": config.run_dir, "architectures": list(ARCHS),
-                  "cam_methods": list(METHODS),
+                  "cam_methods": list(METHODS), "cam_epochs": "compared",
                   "cam_samples": "true_positives", "image_size": 8, "bootstrap_samples": 50,
                   "randomization_check": False}   # the hand-made run has no checkpoints
     output = book.execute_notebook(source, tmp_path / "08.ipynb", parameters, progress_bar=False)

@@ -43,7 +43,7 @@ def test_only_the_last_block_and_the_head_are_reinitialized(arch, size):
 def test_stage_compares_late_maps_with_the_randomized_copy(tmp_path):
     config = profile("smoke", run_dir=str(tmp_path / "run"), architectures=["ResNet50V2"], image_size=64,
                      synth_size=64, synth_train=5, synth_val=5, synth_test=12, cam_batch_size=5,
-                     cam_samples="true_positives")
+                     cam_samples="true_positives", cam_epochs="compared")
     paths = RunPaths.of(config)
     test = data.prepare(config).split("test")
     write_parquet(paths.true_positives, test[["sample_id", "label"]].assign(kept=True))

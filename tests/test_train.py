@@ -41,7 +41,7 @@ def tiny(monkeypatch, tmp_path):
         values = dict(run_dir=str(tmp_path / name), architectures=("ResNet50V2", "DenseNet201"),
                       weights="none", image_size=16, synth_size=32, synth_train=48, synth_val=16,
                       synth_test=20, batch_size=8, epochs_tl=2, epochs_ft=2, early_epoch=1, late_epoch=3,
-                      save_epochs="all", lr_ft=1e-2)
+                      save_epochs="all", cam_epochs="compared", lr_ft=1e-2)
         values.update(overrides)
         config = cfg.profile("smoke", **values)
         if not data_dir.exists():  # generate the synthetic dataset once, reuse it via data_dir
