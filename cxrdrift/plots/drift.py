@@ -79,6 +79,8 @@ def plot_table3_comparison(run: pd.DataFrame, paper: pd.DataFrame) -> Figure:
             for source, frame, filled in (("run", run, True), ("paper", paper, False)):
                 rows = frame[(frame["metric"] == metric) & (frame["method"] == method)].set_index("arch")
                 rows = rows.reindex([a for a in archs if a in rows.index])
+                if rows.empty:  # e.g. Grad-CAM, which the paper did not compute
+                    continue
                 x = np.array([archs.index(a) for a in rows.index]) + offset + (0.06 if not filled else -0.06)
                 mean = rows["mean"].to_numpy(dtype=float)
                 if filled and "ci_low" in rows:
