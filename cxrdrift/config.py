@@ -127,7 +127,7 @@ class RunConfig:
         "weights); drift between seeds at one epoch is the noise floor of phase drift.")
     randomization_check: bool = _knob(True, "cxrdrift (beyond the paper; Adebayo et al. 2018)",
                                       "Drift ceiling: maps of the late checkpoint against those of a copy "
-                                      "with its last block and head re-initialized.")
+                                      "with its last stage and head re-initialized.")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -1,7 +1,7 @@
 """A ceiling for the drift metrics: the model-randomization sanity check (Adebayo et al. 2018).
 
 Fine-tuning drift means little unless a metric can tell it apart from evidence that was destroyed.
-So the late checkpoint is copied, its head and the last block of its backbone (every layer after
+So the late checkpoint is copied, its head and the last stage of its backbone (every layer after
 `PREVIOUS_BLOCK` up to the target layer) are re-initialized at random, and the maps of that model
 are compared with the late checkpoint's own maps by the four drift metrics. A metric whose
 fine-tuning drift comes close to this ceiling cannot distinguish fine-tuning from randomization.
@@ -19,8 +19,11 @@ from .config import RunConfig
 from .drift import class_weights, drift_rows, epoch_maps, load_drift, summary_table
 from .models import TARGET_LAYERS, build_model
 
-# The output of the block before the target layer's block: what stays trained.
-PREVIOUS_BLOCK = {"DenseNet201": "conv5_block31_concat", "ResNet50V2": "conv5_block2_out", "InceptionV3": "mixed9"}
+# Where the last stage begins (the output of the last down-sampling): everything after it, up to
+# the target layer, is re-initialized. A stage, not one unit: DenseNet201's target layer is a
+# concatenation that carries every earlier unit of its dense block, so re-initializing only the
+# last unit would leave 1,888 of its 1,920 channels as trained.
+PREVIOUS_BLOCK = {"DenseNet201": "pool4_pool", "ResNet50V2": "conv4_block6_out", "InceptionV3": "mixed8"}
 
 
 class RandomizationError(ValueError):
@@ -28,7 +31,7 @@ class RandomizationError(ValueError):
 
 
 def randomized_positions(model: keras.Model, arch: str) -> list[int]:
-    """Positions in `model.layers` of the last backbone block (after `PREVIOUS_BLOCK[arch]`, up to
+    """Positions in `model.layers` of the last backbone stage (after `PREVIOUS_BLOCK[arch]`, up to
     and including the target layer) and of the `logits` head."""
     names = [layer.name for layer in model.layers]
     first, last = names.index(PREVIOUS_BLOCK[arch]) + 1, names.index(TARGET_LAYERS[arch])
@@ -36,7 +39,7 @@ def randomized_positions(model: keras.Model, arch: str) -> list[int]:
 
 
 def randomize_top(model: keras.Model, arch: str, seed: int) -> list[str]:
-    """Re-initialize `model`'s last block and head in place with the weights of a freshly built
+    """Re-initialize `model`'s last stage and head in place with the weights of a freshly built
     random model of the same architecture (seeded); returns the names of the layers changed.
     Layers are matched by position: the applications build them in a fixed order, while some
     (InceptionV3's) take session-dependent automatic names."""
