@@ -362,11 +362,17 @@ def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: 
     return RankingUncertainty(table.reset_index(drop=True), reversals / n_boot, n_boot)
 
 
-def ranking_uncertainty_of_run(config: RunConfig, metric: str = "overlap_iou",
-                               samples: str | None = None) -> RankingUncertainty:
-    """`ranking_uncertainty` of this run's drift.parquet with its class weights and bootstrap size."""
-    return ranking_uncertainty(load_drift(config, samples), class_weights(config), config.bootstrap_samples,
-                               config.seed, metric)
+PAPER_METHODS = ("layercam", "gradcampp")
+
+
+def ranking_uncertainty_of_run(config: RunConfig, metric: str = "overlap_iou", samples: str | None = None,
+                               methods: Sequence[str] | None = None) -> RankingUncertainty:
+    """`ranking_uncertainty` of this run's drift.parquet (only `methods`, default all) with its
+    class weights and bootstrap size."""
+    drift = load_drift(config, samples)
+    if methods is not None:
+        drift = drift[drift["method"].isin(list(methods))]
+    return ranking_uncertainty(drift, class_weights(config), config.bootstrap_samples, config.seed, metric)
 
 
 # -- samples for figures ----------------------------------------------------------------------------
