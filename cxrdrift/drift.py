@@ -176,6 +176,18 @@ def load_drift(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def load_compared_rows(config: RunConfig, path: Path) -> pd.DataFrame | None:
+    """A per-sample table with a `kept` column (ground truth, ceiling, noise floor) restricted to
+    the compared samples — the kept ones, or all when cam_samples='all' — or None when its stage
+    did not write it."""
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path)
+    if config.cam_samples == "true_positives":
+        frame = frame[frame["kept"]]
+    return frame.reset_index(drop=True)
+
+
 def _samples(config: RunConfig, samples: str | None) -> str:
     chosen = samples or ("kept" if config.cam_samples == "true_positives" else "all")
     if chosen not in ("kept", "all"):

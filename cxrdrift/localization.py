@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from . import data, metrics
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
-from .drift import epoch_maps, mapped_samples
+from .drift import epoch_maps, load_compared_rows, mapped_samples
 
 LESION_FREE = "Normal"
 SCORES = ("energy_inside", "region_precision")
@@ -81,15 +81,8 @@ def run_localization_stage(config: RunConfig, force: bool = False) -> pd.DataFra
 
 
 def load_localization(config: RunConfig) -> pd.DataFrame | None:
-    """localization.parquet's rows for the kept samples (all mapped ones when cam_samples='all'),
-    or None when the stage wrote nothing."""
-    path = RunPaths.of(config).localization
-    if not path.exists():
-        return None
-    frame = pd.read_parquet(path)
-    if config.cam_samples == "true_positives":
-        frame = frame[frame["kept"]]
-    return frame.reset_index(drop=True)
+    """localization.parquet's rows for the compared samples, or None when the stage wrote nothing."""
+    return load_compared_rows(config, RunPaths.of(config).localization)
 
 
 def localization_summary(frame: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from . import data
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .cams import cam_samples, fused_pass, postprocess
 from .config import RunConfig
-from .drift import class_weights, drift_rows, epoch_maps, load_drift, summary_table
+from .drift import class_weights, drift_rows, epoch_maps, load_compared_rows, load_drift, summary_table
 from .models import TARGET_LAYERS, build_model
 
 # Where the last stage begins (the output of the last down-sampling): everything after it, up to
@@ -95,14 +95,8 @@ def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFr
 
 
 def load_randomization(config: RunConfig) -> pd.DataFrame | None:
-    """randomization.parquet's rows for the kept samples (all when cam_samples='all'), or None."""
-    path = RunPaths.of(config).randomization
-    if not path.exists():
-        return None
-    frame = pd.read_parquet(path)
-    if config.cam_samples == "true_positives":
-        frame = frame[frame["kept"]]
-    return frame.reset_index(drop=True)
+    """randomization.parquet's rows for the compared samples, or None when the stage wrote nothing."""
+    return load_compared_rows(config, RunPaths.of(config).randomization)
 
 
 def ceiling_table(config: RunConfig) -> pd.DataFrame | None:

@@ -17,7 +17,8 @@ import pandas as pd
 
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
-from .drift import class_weights, drift_rows, epoch_maps, load_drift, mapped_samples, summary_table
+from .drift import (class_weights, drift_rows, epoch_maps, load_compared_rows, load_drift, mapped_samples,
+                    summary_table)
 
 
 def replicate_config(config: RunConfig, seed: int) -> RunConfig:
@@ -68,12 +69,9 @@ def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFram
 def floor_table(config: RunConfig) -> pd.DataFrame | None:
     """Per method, architecture and metric: the class-weighted mean phase drift beside the noise
     floor at each compared epoch (all seeds pooled); None when there are no replicates."""
-    path = RunPaths.of(config).noise_floor
-    if not config.replicate_seeds or not path.exists():
+    floor = load_compared_rows(config, RunPaths.of(config).noise_floor)
+    if not config.replicate_seeds or floor is None:
         return None
-    floor = pd.read_parquet(path)
-    if config.cam_samples == "true_positives":
-        floor = floor[floor["kept"]]
     weights = class_weights(config)
     keys = ["method", "arch", "metric"]
     table = summary_table(load_drift(config), weights, 1, config.seed)[keys + ["mean"]].rename(
