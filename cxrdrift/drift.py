@@ -210,6 +210,24 @@ def summary_table(drift: pd.DataFrame, weights: dict[str, float], n_boot: int, s
                                        "ci_low", "ci_high"])
 
 
+def weighted_means(frame: pd.DataFrame, keys: Sequence[str], columns: Sequence[str],
+                   weights: dict[str, float]) -> pd.DataFrame:
+    """Class-weighted mean of each of `columns` per group of `keys` (NaN dropped), one row a group."""
+    rows = []
+    for group_keys, group in frame.groupby(list(keys), sort=False):
+        row = dict(zip(keys, group_keys))
+        for column in columns:
+            row[column], _ = metrics.weighted_summary(group[column].to_numpy(), group["label"].to_numpy(), weights)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*keys, *columns])
+
+
+def drift_means(config: RunConfig, frame: pd.DataFrame) -> pd.DataFrame:
+    """Class-weighted mean and n of each drift metric per method and architecture of a
+    drift.parquet-shaped `frame` (NaN dropped): method, arch, metric, mean, n."""
+    return summary_table(frame, class_weights(config), 1, config.seed)[["method", "arch", "metric", "mean", "n"]]
+
+
 def table3(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
     """This run's Table 3 (long form), from drift.parquet, weighted by the whole test set's
     class counts, with `config.bootstrap_samples` stratified bootstrap resamples."""

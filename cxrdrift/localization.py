@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from . import data, metrics
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
-from .drift import epoch_maps, load_compared_rows, mapped_samples
+from .drift import epoch_maps, load_compared_rows, mapped_samples, weighted_means
 
 LESION_FREE = "Normal"
 SCORES = ("energy_inside", "region_precision")
@@ -88,15 +88,10 @@ def load_localization(config: RunConfig) -> pd.DataFrame | None:
 def localization_summary(frame: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
     """Class-weighted mean of each score and of the chance level (`lesion_share`) per method,
     architecture and epoch (NaN dropped), with n."""
-    rows = []
-    for (method, arch, epoch), group in frame.groupby(["method", "arch", "epoch"], sort=False):
-        row = {"method": method, "arch": arch, "epoch": epoch}
-        for score in (*SCORES, "lesion_share"):
-            mean, _ = metrics.weighted_summary(group[score].to_numpy(), group["label"].to_numpy(), weights)
-            row[score] = mean
-        row["n"] = int(group[list(SCORES)].notna().all(axis=1).sum())
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["method", "arch", "epoch", *SCORES, "lesion_share", "n"])
+    keys = ["method", "arch", "epoch"]
+    summary = weighted_means(frame, keys, [*SCORES, "lesion_share"], weights)
+    scored = frame.assign(n=frame[list(SCORES)].notna().all(axis=1)).groupby(keys, sort=False)["n"].sum()
+    return summary.assign(n=scored.to_numpy().astype(int))
 
 
 def localization_vs_drift(frame: pd.DataFrame, drift: pd.DataFrame, epochs: tuple[int, int]) -> pd.DataFrame:

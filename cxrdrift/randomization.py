@@ -16,7 +16,7 @@ from . import data
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .cams import cam_samples, fused_pass, postprocess
 from .config import RunConfig
-from .drift import class_weights, drift_rows, epoch_maps, load_compared_rows, load_drift, summary_table
+from .drift import drift_means, drift_rows, epoch_maps, load_compared_rows, load_drift
 from .models import TARGET_LAYERS, build_model
 
 # Where the last stage begins (the output of the last down-sampling): everything after it, up to
@@ -106,9 +106,6 @@ def ceiling_table(config: RunConfig) -> pd.DataFrame | None:
     randomized = load_randomization(config)
     if randomized is None:
         return None
-    weights = class_weights(config)
-    phase = summary_table(load_drift(config), weights, 1, config.seed)
-    ceiling = summary_table(randomized, weights, 1, config.seed)
-    keys = ["method", "arch", "metric"]
-    return phase[keys + ["mean"]].rename(columns={"mean": "phase"}).merge(
-        ceiling[keys + ["mean", "n"]].rename(columns={"mean": "randomized"}), on=keys, how="outer")
+    phase = drift_means(config, load_drift(config)).drop(columns="n").rename(columns={"mean": "phase"})
+    return phase.merge(drift_means(config, randomized).rename(columns={"mean": "randomized"}),
+                       on=["method", "arch", "metric"], how="outer")

@@ -17,8 +17,7 @@ import pandas as pd
 
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
-from .drift import (class_weights, drift_rows, epoch_maps, load_compared_rows, load_drift, mapped_samples,
-                    summary_table)
+from .drift import drift_means, drift_rows, epoch_maps, load_compared_rows, load_drift, mapped_samples
 
 
 def replicate_config(config: RunConfig, seed: int) -> RunConfig:
@@ -72,11 +71,8 @@ def floor_table(config: RunConfig) -> pd.DataFrame | None:
     floor = load_compared_rows(config, RunPaths.of(config).noise_floor)
     if not config.replicate_seeds or floor is None:
         return None
-    weights = class_weights(config)
-    keys = ["method", "arch", "metric"]
-    table = summary_table(load_drift(config), weights, 1, config.seed)[keys + ["mean"]].rename(
-        columns={"mean": "phase"})
+    table = drift_means(config, load_drift(config)).drop(columns="n").rename(columns={"mean": "phase"})
     for epoch, part in floor.groupby("epoch"):
-        summary = summary_table(part, weights, 1, config.seed)[keys + ["mean"]]
-        table = table.merge(summary.rename(columns={"mean": f"floor_epoch_{epoch}"}), on=keys, how="left")
+        means = drift_means(config, part).drop(columns="n").rename(columns={"mean": f"floor_epoch_{epoch}"})
+        table = table.merge(means, on=["method", "arch", "metric"], how="left")
     return table

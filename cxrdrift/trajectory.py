@@ -15,7 +15,7 @@ import pandas as pd
 from . import metrics
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
-from .drift import epoch_maps, mapped_samples
+from .drift import epoch_maps, mapped_samples, weighted_means
 
 CHUNK = 256  # samples post-processed at once
 
@@ -57,10 +57,4 @@ def run_trajectory_stage(config: RunConfig, force: bool = False) -> pd.DataFrame
 
 def trajectory_summary(frame: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
     """Class-weighted mean of each drift metric per method, architecture, reference and epoch."""
-    rows = []
-    for keys, group in frame.groupby(["method", "arch", "reference", "epoch"], sort=False):
-        row = dict(zip(["method", "arch", "reference", "epoch"], keys))
-        for name in metrics.DRIFT_METRICS:
-            row[name], _ = metrics.weighted_summary(group[name].to_numpy(), group["label"].to_numpy(), weights)
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["method", "arch", "reference", "epoch", *metrics.DRIFT_METRICS])
+    return weighted_means(frame, ["method", "arch", "reference", "epoch"], metrics.DRIFT_METRICS, weights)
