@@ -15,7 +15,7 @@ import pandas as pd
 from . import metrics
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
-from .drift import epoch_maps, mapped_samples, weighted_means
+from .drift import DriftError, epoch_maps, mapped_samples, weighted_means
 
 CHUNK = 256  # samples post-processed at once
 
@@ -29,6 +29,9 @@ def run_trajectory_stage(config: RunConfig, force: bool = False) -> pd.DataFrame
     paths = RunPaths.of(config)
     inputs = [paths.true_positives] + [paths.cams(arch, epoch) for arch in config.architectures
                                        for epoch in config.cam_epoch_list()]
+    missing = [path for path in inputs if not path.exists()]
+    if missing:
+        raise DriftError(f"{missing[0]} is missing: run the CAM stage with cam_epochs='all' first")
     stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "cam_epochs", "early_epoch",
                                          "late_epoch", "cam_samples", "image_size", "threshold"])
     if not force and parquet_is_current(paths.trajectory, stamp):

@@ -52,3 +52,6 @@ def test_off_unless_every_epoch_has_maps(tmp_path):
     assert config.cam_epochs == "compared"
     assert trajectory.run_trajectory_stage(config) is None
     assert not RunPaths.of(config).trajectory.exists()
+    drift.run_true_positive_filter(config)   # every epoch asked for, epoch 2 never mapped: named
+    with pytest.raises(drift.DriftError, match="epoch_02.npz is missing"):
+        trajectory.run_trajectory_stage(config.replace(cam_epochs="all"))
