@@ -20,6 +20,7 @@ from scipy.special import softmax
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score, roc_auc_score
 
 FLAT_RANGE = 1e-12
+MIN_BOOTSTRAP = 2  # fewer finite values than this: every resample repeats the same value, no interval
 DRIFT_METRICS = ("spatial_displacement", "overlap_iou", "pattern_correlation", "concentration_change")
 
 
@@ -31,13 +32,15 @@ class MetricInputError(ValueError):
 
 def predictive_metrics(labels: Sequence[int], logits: np.ndarray,
                        class_names: Sequence[str] | None = None) -> dict:
-    """Accuracy, macro one-vs-rest ROC AUC (on softmax probabilities), macro F1, per-class recall
-    and the confusion matrix (rows: true class, columns: predicted class).
+    """Accuracy, macro one-vs-rest ROC AUC (on softmax probabilities), macro F1, per-class AUC,
+    recall and F1, and the confusion matrix (rows: true class, columns: predicted class).
 
     A class absent from `labels` has NaN recall and NaN AUC and is left out of the macro AUC
     (the mean over classes that have both positives and negatives); with every class present
     the macro AUC equals scikit-learn's `roc_auc_score(..., multi_class="ovr")`. Macro F1 is
-    scikit-learn's (over classes seen in labels or predictions, 0 where undefined).
+    scikit-learn's (over classes seen in labels or predictions, 0 where undefined). A class the
+    model never predicts has recall and F1 0 when it is in `labels`; per-class F1 is NaN only for
+    a class neither in `labels` nor predicted. No warning is raised for either.
     """
     labels = np.asarray(labels, dtype=int)
     logits = np.asarray(logits, dtype=np.float64)
@@ -59,12 +62,14 @@ def predictive_metrics(labels: Sequence[int], logits: np.ndarray,
             auc[c] = roc_auc_score(positive, probs[:, c])
     recall = recall_score(labels, predicted, labels=range(n_classes), average=None,
                           zero_division=np.nan)
+    f1 = f1_score(labels, predicted, labels=range(n_classes), average=None, zero_division=np.nan)
     return {
         "accuracy": float(accuracy_score(labels, predicted)),
         "auc": float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan"),
         "f1": float(f1_score(labels, predicted, average="macro", zero_division=0.0)),
         "auc_per_class": dict(zip(names, auc.tolist())),
         "recall_per_class": dict(zip(names, np.asarray(recall, dtype=float).tolist())),
+        "f1_per_class": dict(zip(names, np.asarray(f1, dtype=float).tolist())),
         "confusion": confusion_matrix(labels, predicted, labels=range(n_classes)),
     }
 
@@ -153,6 +158,11 @@ def _non_degenerate(maps: np.ndarray) -> np.ndarray:
     return finite & (spread >= FLAT_RANGE)
 
 
+def _flat(maps: np.ndarray) -> np.ndarray:
+    """(N, H·W) view of (N, H, W) maps, also for N = 0 (where reshape cannot infer -1)."""
+    return maps.reshape(maps.shape[0], maps.shape[1] * maps.shape[2])
+
+
 def _result(values: np.ndarray, valid: np.ndarray, single: bool) -> np.ndarray | float:
     values = np.where(valid, values, np.nan)
     return float(values[0]) if single else values
@@ -202,8 +212,8 @@ def overlap_iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndar
 def pattern_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
     """Pearson r of the flattened maps (NaN when either map is constant)."""
     a, b, valid, single = _as_pairs(a, b)
-    da = a.reshape(len(a), -1)
-    db = b.reshape(len(b), -1)
+    da = _flat(a)
+    db = _flat(b)
     da = da - da.mean(axis=1, keepdims=True)
     db = db - db.mean(axis=1, keepdims=True)
     den = np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
@@ -215,7 +225,7 @@ def entropy(maps: np.ndarray) -> np.ndarray:
     """Shannon entropy in nats of each (H, W) map seen as a distribution p = m / sum m, with
     0 ln 0 = 0; NaN for a zero-mass map."""
     maps = np.asarray(maps, dtype=np.float64)
-    flat = maps.reshape(len(maps), -1)
+    flat = _flat(maps)
     mass = flat.sum(axis=1, keepdims=True)
     p = _safe_divide(flat, mass)
     plogp = np.zeros_like(p)
@@ -359,16 +369,17 @@ def bootstrap_ci(values: Sequence[float], labels: Sequence[str], weights: Mappin
 
 def summarize(values: Sequence[float], labels: Sequence[str], weights: Mapping[str, float],
               n_boot: int = 0, seed: int = 0, level: float = 0.95) -> WeightedSummary:
-    """`weighted_summary` plus counts and (when n_boot > 0) the bootstrap interval."""
+    """`weighted_summary` plus counts and (when n_boot > 0 and at least MIN_BOOTSTRAP values are
+    finite) the bootstrap interval."""
     values = np.asarray(values, dtype=np.float64)
     mean, std = weighted_summary(values, labels, weights)
     n = int(np.isfinite(values).sum())
-    low, high = (bootstrap_ci(values, labels, weights, n_boot, seed, level) if n_boot > 0
+    low, high = (bootstrap_ci(values, labels, weights, n_boot, seed, level) if n_boot > 0 and n >= MIN_BOOTSTRAP
                  else (float("nan"), float("nan")))
     return WeightedSummary(mean, std, n, int(values.size - n), low, high)
 
 
-__all__ = ["DRIFT_METRICS", "MetricInputError", "predictive_metrics", "true_positive_mask",
+__all__ = ["DRIFT_METRICS", "MIN_BOOTSTRAP", "MetricInputError", "predictive_metrics", "true_positive_mask",
            "correct_column", "logit_columns", "centre_of_mass", "entropy", "spatial_displacement",
            "overlap_iou", "pattern_correlation", "concentration_change", "drift_metrics",
            "energy_inside", "region_precision",
