@@ -81,6 +81,14 @@ def failure_patterns(true_positives: pd.DataFrame) -> pd.DataFrame:
             .sort_values("samples", ascending=False, kind="stable").reset_index(drop=True))
 
 
+def absent_classes(true_positives: pd.DataFrame) -> list[str]:
+    """Classes that have test images but no kept one, in CLASSES order."""
+    from .data import CLASSES
+
+    kept = set(true_positives.loc[true_positives["kept"], "label"])
+    return [c for c in CLASSES if c in set(true_positives["label"]) and c not in kept]
+
+
 def class_weights(config: RunConfig) -> dict[str, float]:
     """Inverse-frequency class weights from the whole test set's class counts."""
     from .data import inverse_frequency_weights
@@ -238,12 +246,17 @@ def table3(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
 
 
 def per_class_table(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
-    """Mean, std and n of each metric per method, architecture and class (NaN dropped)."""
+    """Mean, std and n of each metric per method, architecture and class (NaN dropped); a class
+    with test images but no compared one has a row with n = 0 and NaN mean and std."""
     long = load_drift(config, samples).melt(id_vars=["method", "arch", "label"],
                                             value_vars=list(metrics.DRIFT_METRICS), var_name="metric")
     table = (long.groupby(["method", "arch", "metric", "label"], sort=False)["value"]
              .agg(mean="mean", std=lambda v: v.std(ddof=0), n="count").reset_index())
-    return table
+    tested = load_true_positives(config)
+    absent = absent_classes(tested) if _samples(config, samples) == "kept" else []
+    cells = table[["method", "arch", "metric"]].drop_duplicates()
+    missing = cells.merge(pd.DataFrame({"label": absent}), how="cross").assign(mean=np.nan, std=np.nan, n=0)
+    return pd.concat([table, missing], ignore_index=True) if len(missing) else table
 
 
 def table3_wide(table: pd.DataFrame, with_ci: bool = True, digits: int = 3) -> pd.DataFrame:
@@ -309,6 +322,9 @@ class RankingReversal:
 
     def describe(self) -> str:
         shown = "; ".join(f"{METHOD_LABELS.get(m, m)}: {' > '.join(order)}" for m, order in self.orders.items())
+        if sum(len(order) >= 2 for order in self.orders.values()) < 2:
+            return ("Not testable: fewer than two methods have two or more architectures with a scored map "
+                    f"({shown or 'none has any'}).")
         if not self.reversed:
             return f"Same order under every method ({shown})."
         pairs = ", ".join(f"{a} / {b}" for a, b in self.swapped)
@@ -341,8 +357,17 @@ class RankingUncertainty:
     compared samples are resampled."""
 
     orders: pd.DataFrame          # method, order ("A > B > C"), probability; most likely first
-    reversal_probability: float
+    reversal_probability: float   # NaN when there was too little to resample
     n_boot: int
+    n_samples: int                # compared images with at least one scored map
+
+    def describe(self) -> str:
+        """One sentence: how often the resamples reverse the ranking, or why it was not tested."""
+        if self.n_samples < metrics.MIN_BOOTSTRAP:
+            return (f"Not testable: {self.n_samples} compared image{'s' if self.n_samples != 1 else ''} "
+                    f"with a scored map, fewer than the {metrics.MIN_BOOTSTRAP} a bootstrap needs.")
+        return (f"{self.n_boot} paired bootstrap resamples of {self.n_samples} images: a reversal between "
+                f"methods in {self.reversal_probability:.0%} of them.")
 
 
 def _resampled_means(values: np.ndarray, weights: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -360,13 +385,17 @@ def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: 
     """Bootstrap the ranking: resample the compared samples within each class (the same resample
     for every architecture and method, so the comparison stays paired), recompute every
     class-weighted mean of `metric` (NaN values ignored, as in `table3`), order the architectures
-    under each method as `ranking` does, and count orders and reversals."""
+    under each method as `ranking` does, and count orders and reversals. With fewer than
+    `metrics.MIN_BOOTSTRAP` images that have a scored map there is nothing to resample: the result
+    has no orders and a NaN reversal probability."""
     if n_boot < 1:
         raise DriftError(f"n_boot={n_boot} must be at least 1")
     values = drift.pivot_table(index=["sample_id", "label"], columns=["method", "arch"], values=metric,
                                dropna=False, sort=False)
-    if values.empty:
-        raise DriftError("no drift rows to rank")
+    scored = int(values.notna().any(axis=1).sum())
+    if scored < metrics.MIN_BOOTSTRAP:
+        return RankingUncertainty(pd.DataFrame(columns=["method", "order", "probability"]), float("nan"),
+                                  n_boot, scored)
     labels = values.index.get_level_values("label").to_numpy()
     sample_weight = np.array([weights[label] for label in labels])
     rng = np.random.default_rng(seed)
@@ -389,7 +418,7 @@ def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: 
     table = pd.DataFrame([{"method": method, "order": order, "probability": n / n_boot}
                           for (method, order), n in counts.items()])
     table = table.sort_values(["method", "probability"], ascending=[True, False], kind="stable")
-    return RankingUncertainty(table.reset_index(drop=True), reversals / n_boot, n_boot)
+    return RankingUncertainty(table.reset_index(drop=True), reversals / n_boot, n_boot, scored)
 
 
 PAPER_METHODS = ("layercam", "gradcampp")

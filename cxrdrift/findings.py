@@ -71,6 +71,19 @@ class _Table:
                     return False
         return True
 
+    def shortfall(self, methods: tuple[str, ...], archs: tuple[str, ...], metric: str) -> str:
+        """What this table lacks among the cells: the cells it does not have at all, else the
+        smallest number of scored samples (0 for a NaN mean); empty when it has no counts."""
+        cells = [(method, arch) for method in methods for arch in archs]
+        absent = [f"{METHOD_NAMES.get(m, m)} {a}" for m, a in cells if (m, a, metric) not in self.frame.index]
+        if absent:
+            return f"; this run has no {', '.join(absent)}"
+        if "n" not in self.frame.columns or self.frame["n"].isna().all():
+            return ""
+        counts = [int(self.frame.loc[(m, a, metric), "n"]) if np.isfinite(self.value(m, a, metric)) else 0
+                  for m, a in cells]
+        return f"; this run's smallest cell has {min(counts)}"
+
     def value(self, method: str, arch: str, metric: str, column: str = "mean") -> float:
         return float(self.frame.loc[(method, arch, metric), column])
 
@@ -161,15 +174,17 @@ def evaluate_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per headline finding: finding, paper, this_run, verdict, evidence.
 
     A finding is "not testable with this profile" when the table lacks one of the three
-    architectures or the two methods, has a NaN mean there, or fewer than MIN_SAMPLES samples.
+    architectures or the two methods, has a NaN mean there, or fewer than MIN_SAMPLES samples;
+    its evidence then names the missing cells or gives the smallest count found.
     """
     lookup = _Table(table)
     rows = []
     for finding, paper, metric, check in FINDINGS:
         if not lookup.has((LAYERCAM, GRADCAMPP), ARCHS, metric):
+            found = lookup.shortfall((LAYERCAM, GRADCAMPP), ARCHS, metric)
             rows.append({"finding": finding, "paper": paper, "this_run": "—", "verdict": NOT_TESTABLE,
                          "evidence": f"needs {metric} for LayerCAM and Grad-CAM++ on all three "
-                                     f"architectures with at least {MIN_SAMPLES} kept samples each"})
+                                     f"architectures with at least {MIN_SAMPLES} kept samples each{found}"})
             continue
         this_run, verdict, evidence = check(lookup)
         rows.append({"finding": finding, "paper": paper, "this_run": this_run, "verdict": verdict,
