@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from . import gaps
 from .artifacts import write_config
 from .config import RunConfig
 
@@ -30,10 +31,12 @@ def run_all(config: RunConfig, force: bool = False) -> None:
     → noise floor (with `replicate_seeds`) into `config.run_dir`.
 
     Each stage skips what is already finished for the same configuration, so an interrupted
-    run resumes where it stopped; `force` redoes the training, CAM and drift stages.
+    run resumes where it stopped; `force` redoes the training, CAM and drift stages. The last line
+    printed says what could not be measured and why (`gaps.summary_line`).
     """
     write_config(config)
     for name, stage in _stages(force):
         start = time.perf_counter()
         stage(config)
         print(f"[{config.profile}] {name:<22} {time.perf_counter() - start:7.1f} s", flush=True)
+    print(gaps.summary_line(config), flush=True)
