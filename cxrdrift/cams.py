@@ -426,12 +426,12 @@ def alpha_norm_table(config: RunConfig, epoch: int | None = None, samples: int =
     """How far Grad-CAM++ with and without alpha normalization lies from LayerCAM, per
     architecture, on the first `samples` mapped test images at `epoch` (default: the later
     compared one): the largest absolute difference of post-processed maps, and the share of maps
-    that differ by more than 1e-4 anywhere."""
+    that differ by more than 1e-4 anywhere; no rows when no test image is mapped."""
     epoch = config.late_epoch if epoch is None else epoch
     rows = cam_samples(config, data.prepare(config).split("test")).head(samples)
     size = (config.image_size, config.image_size)
     records = []
-    for arch in config.architectures:
+    for arch in config.architectures if len(rows) else ():  # no mapped image: nothing to compare
         model = build_model(arch, config.image_size, None)
         model.load_weights(RunPaths.of(config).weights(arch, epoch))
         images = np.concatenate(list(data.make_dataset(rows, arch, config.image_size, config.cam_batch_size,
@@ -446,4 +446,5 @@ def alpha_norm_table(config: RunConfig, epoch: int | None = None, samples: int =
             records.append({"arch": arch, "epoch": epoch, "Grad-CAM++ form": form, "maps scored": len(scored),
                             "max |Grad-CAM++ − LayerCAM|": scored.max() if len(scored) else np.nan,
                             "share differing > 1e-4": (scored > 1e-4).mean() if len(scored) else np.nan})
-    return pd.DataFrame(records)
+    return pd.DataFrame(records, columns=["arch", "epoch", "Grad-CAM++ form", "maps scored",
+                                          "max |Grad-CAM++ − LayerCAM|", "share differing > 1e-4"])

@@ -95,7 +95,8 @@ def plot_degenerate_share(table: pd.DataFrame) -> Figure:
     for (method, facet), ax in zip(frame.groupby("method", sort=False), grid.axes.ravel()):
         ax.set_ylim(0, top)
         if facet["degenerate"].sum() == 0:
-            ax.text(0.5, 0.5, f"no degenerate maps\n(of {facet['maps'].sum()})", transform=ax.transAxes,
+            ax.text(0.5, 0.5, f"no degenerate maps\n(of {facet['maps'].sum()})" if facet["maps"].sum() else
+                    "no maps: no test image\nwas mapped", transform=ax.transAxes,
                     ha="center", va="center", color="0.4")
     grid.figure.set_facecolor("white")
     return grid.figure

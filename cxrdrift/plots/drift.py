@@ -108,14 +108,19 @@ def plot_ranking_slopes(tables: Mapping[str, pd.DataFrame], metric: str = "overl
     for ax, (title, table) in zip(axes[0], tables.items()):
         rows = table[table["metric"] == metric]
         methods = list(dict.fromkeys(rows["method"]))
+        rows = rows[rows["mean"].notna()]  # a cell without any scored map is left out, as in the ranking
         palette = dict(zip(sorted(set(rows["arch"])), sns.color_palette("deep")))
         for arch, group in rows.groupby("arch"):
-            group = group.set_index("method").reindex(methods)
-            ax.plot(range(len(methods)), group["mean"], "o-", color=palette[arch], lw=2)
-            ax.annotate(arch, (len(methods) - 1, group["mean"].iloc[-1]), xytext=(6, 0),
+            group = group.set_index("method").reindex([m for m in methods if m in set(group["method"])])
+            position = [methods.index(m) for m in group.index]
+            ax.plot(position, group["mean"], "o-", color=palette[arch], lw=2)
+            ax.annotate(arch, (position[-1], group["mean"].iloc[-1]), xytext=(6, 0),
                         textcoords="offset points", va="center", color=palette[arch], fontsize=9)
+        if rows.empty:
+            ax.text(0.5, 0.5, "no scored map:\nnothing to rank", transform=ax.transAxes, ha="center",
+                    va="center", color="0.4")
         ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods])
-        ax.set_xlim(-0.3, len(methods) - 0.3)
+        ax.set_xlim(-0.3, max(len(methods), 2) - 0.3)
         ax.set_title(title)
         ax.set_ylabel(METRIC_LABELS[metric])
     fig.tight_layout()
