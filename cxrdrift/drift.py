@@ -392,10 +392,10 @@ def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: 
         raise DriftError(f"n_boot={n_boot} must be at least 1")
     values = drift.pivot_table(index=["sample_id", "label"], columns=["method", "arch"], values=metric,
                                dropna=False, sort=False)
-    scored = int(values.notna().any(axis=1).sum())
-    if scored < metrics.MIN_BOOTSTRAP:
+    n_scored = int(values.notna().any(axis=1).sum())
+    if n_scored < metrics.MIN_BOOTSTRAP:
         return RankingUncertainty(pd.DataFrame(columns=["method", "order", "probability"]), float("nan"),
-                                  n_boot, scored)
+                                  n_boot, n_scored)
     labels = values.index.get_level_values("label").to_numpy()
     sample_weight = np.array([weights[label] for label in labels])
     rng = np.random.default_rng(seed)
@@ -418,7 +418,7 @@ def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: 
     table = pd.DataFrame([{"method": method, "order": order, "probability": n / n_boot}
                           for (method, order), n in counts.items()])
     table = table.sort_values(["method", "probability"], ascending=[True, False], kind="stable")
-    return RankingUncertainty(table.reset_index(drop=True), reversals / n_boot, n_boot, scored)
+    return RankingUncertainty(table.reset_index(drop=True), reversals / n_boot, n_boot, n_scored)
 
 
 PAPER_METHODS = ("layercam", "gradcampp")
