@@ -69,6 +69,26 @@ def configure_device(config: RunConfig) -> Device:
 
 # -- run-directory bookkeeping ---------------------------------------------------------------------
 
+def restart_layer_names() -> None:
+    """Restart Keras's automatic layer names, so that the next model gets `conv2d`, `conv2d_1`, …
+    however many models this process built before it. Call it right before building a model to train.
+
+    Same seed, same bits: Grappler's arithmetic optimizer sorts the terms of a gradient sum (AddN)
+    by op name, op names carry the layer names, and a float sum of three or more terms depends on
+    their order. InceptionV3's mixed blocks feed one tensor to four branches; built after another
+    InceptionV3 (pre-training, a replicate, a notebook) its auto-named convolutions (`conv2d_99`,
+    `conv2d_100`, …) sort in another order, the sum rounds differently and fine-tuning drifts apart
+    (tests/test_determinism.py)."""
+    try:
+        from keras.src.utils.naming import reset_uids
+    except ImportError:  # a Keras without it: clear the whole session, keeping the dtype policy
+        policy = keras.mixed_precision.global_policy()
+        keras.backend.clear_session(free_memory=False)
+        keras.mixed_precision.set_global_policy(policy)
+    else:
+        reset_uids()
+
+
 def training_fingerprint(config: RunConfig, arch: str) -> str:
     """A hash of every setting that shapes `arch`'s training; a state with another one is stale."""
     fields = ("image_size", "augment", "data_dir", "synth_train", "synth_val", "synth_test", "synth_size",
@@ -289,6 +309,7 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
     weights, description = resolve_weights(config, arch)
     write_json(files.weights_description, description)
     _record_weights(config, arch, description)
+    restart_layer_names()
     keras.utils.set_random_seed(config.seed)
     with device.strategy.scope():
         model = build_model(arch, config.image_size, weights)
