@@ -567,26 +567,36 @@ def _check_frame(frame: pd.DataFrame) -> None:
         raise DatasetError(f"the frame lacks column(s) {', '.join(missing)}; pass rows of a DatasetIndex")
 
 
-def raw_pixel_baseline(index: DatasetIndex, size: int = 32, components: int = 64, seed: int = 0) -> float:
-    """Test accuracy of a linear classifier on raw pixels (train → test): logistic regression on
-    the first `components` principal components of `size`×`size` grayscale images. How far a
-    linear model gets without learned features."""
+def linear_pixel_accuracy(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
+                          test_labels: np.ndarray, size: int = 32, components: int = 64, seed: int = 0) -> float:
+    """Test accuracy of a linear classifier on raw pixels: logistic regression on the first
+    `components` principal components of `size`×`size` grayscale images (uint8, (N, H, W) or
+    (N, H, W, C)). How far a linear model gets without learned features."""
+    from PIL import Image
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    def features(split: str) -> tuple[np.ndarray, np.ndarray]:
-        rows = index.split(split)
-        pixels = load_images(rows, size).mean(axis=-1, dtype=np.float32) / 255.0
-        return pixels.reshape(len(rows), -1), rows["label_index"].to_numpy()
+    def features(images: np.ndarray) -> np.ndarray:
+        gray = images.mean(axis=-1) if images.ndim == 4 else images
+        small = [np.asarray(Image.fromarray(g.astype(np.float32)).resize((size, size), Image.Resampling.BILINEAR))
+                 for g in gray]
+        return np.stack(small).reshape(len(images), -1) / 255.0
 
-    x_train, y_train = features("train")
-    x_test, y_test = features("test")
+    x_train = features(train_images)
     model = make_pipeline(StandardScaler(), PCA(min(components, *x_train.shape), random_state=seed),
                           LogisticRegression(max_iter=1000, random_state=seed))
-    model.fit(x_train, y_train)
-    return float(model.score(x_test, y_test))
+    model.fit(x_train, train_labels)
+    return float(model.score(features(test_images), test_labels))
+
+
+def raw_pixel_baseline(index: DatasetIndex, size: int = 32, components: int = 64, seed: int = 0) -> float:
+    """`linear_pixel_accuracy` of a dataset's training split (train → test)."""
+    train, test = index.split("train"), index.split("test")
+    return linear_pixel_accuracy(load_images(train, size), train["label_index"].to_numpy(),
+                                 load_images(test, size), test["label_index"].to_numpy(),
+                                 size=size, components=components, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,15 +11,13 @@ any place and density, sometimes looking like the others). Intensities, sizes an
 purpose so that raw pixels do not separate the classes.
 
 The pre-training source task (`source_task`) is a findings task, the way a chest X-ray network is
-often pre-trained on a findings-labelled archive before a diagnostic one: which of five findings
-(nodule, cavity, consolidation, ground glass, patchy opacity) an image shows and in which of six
-lung zones (right/left x upper/middle/lower). The findings look like the lesions the classes are
-drawn from, but each is placed in random zones in random numbers, not tied to the combinations that
-define a class (upper-zone nodules with a cavity, bilateral lower ground glass, a lobar
-consolidation with its fissure), so a frozen backbone knows what and where without knowing which
-disease, and fine-tuning has real work (and room for drift) to do. The findings are drawn denser
-than the classes' lesions (`_SOURCE_CONTRAST`), so that a backbone learning from scratch sees
-them clearly; the target images are untouched.
+often pre-trained on an archive labelled with radiological findings before a diagnostic task:
+which of four findings (consolidation, cavitating nodules, ground glass, patchy opacity) an image
+shows, if any, and where (`pretrain` turns the lesion masks into per-cell finding maps). Each
+finding is drawn the way the class it is typical of draws its lesions (`FINDING_PATTERNS`), from
+the source's own random streams, so the archive shares the target's look but not its images, its
+class mix or its labels: a frozen backbone learns to see the findings, and the diagnostic head
+learns which finding means which class.
 
 Rendering is vectorized over a batch: anatomy at half resolution, upsampled with a bilinear matrix
 product; lesions as sums of separable Gaussians at full resolution (batched matrix products).
@@ -43,10 +41,13 @@ from .data import CLASSES
 TABLE1_COUNTS = {"Normal": 317, "Pneumonia": 855, "Tuberculosis": 141, "COVID-19": 839,
                  "Lung Opacity": 1202}
 TABLE1_PROPORTIONS = {name: count / sum(TABLE1_COUNTS.values()) for name, count in TABLE1_COUNTS.items()}
-ZONES = ("right upper", "right middle", "right lower", "left upper", "left middle", "left lower")
-FINDINGS = ("nodule", "cavity", "consolidation", "ground glass", "patchy opacity")
-GENERATOR_VERSION = 2  # bump whenever the pixels change, so finished datasets are regenerated
+FINDINGS = ("consolidation", "cavitating nodules", "ground glass", "patchy opacity")
+# the class whose lesion pattern draws each finding
+FINDING_PATTERNS = dict(zip(FINDINGS, ("Pneumonia", "Tuberculosis", "COVID-19", "Lung Opacity")))
+GENERATOR_VERSION = 3  # bump whenever the pixels change, so finished datasets are regenerated
 MARKER = ".complete"
+# How hard the generator's task is, as benchmarks/synth_ceiling.py measured it (`calibration`)
+CALIBRATION_FILE = Path(__file__).with_name("synth_calibration.json")
 PARAMS_FILE = "generator.json"
 
 _MAX_LESIONS = 12          # Gaussian primitive slots per image
@@ -54,15 +55,25 @@ _N_GLOBAL = 48             # uniforms drawn per image: anatomy and exposure, the
 _N_PER_LESION = 8          # uniforms drawn per lesion slot
 _TEXTURE_GRID = 6          # control points per side of the low-frequency lesion texture
 _RENDER_STREAM, _SOURCE_STREAM = 1, 2
-# Source-task findings are this many times denser than the classes' lesions: conspicuous examples
-# teach a from-scratch backbone in fewer steps. Measured (InceptionV3, 112 px, 200 steps of 16):
-# held-out source AUC 0.68 -> 0.77, linear probe of its frozen features on the target 0.49 -> 0.56.
-_SOURCE_CONTRAST = 2.0
+# Lesions are drawn this many times denser than the descriptions' base amplitudes: conspicuous
+# enough that backbones learning from scratch on two CPU cores see them within minutes, while a
+# linear model on raw pixels still does not separate the classes (benchmarks/synth_ceiling.py).
+_CLASS_CONTRAST = 1.6
+_EXPOSURE_RAMP = 0.25      # largest brightness ramp across the film (heel effect), relative
 _BATCH = 64
 
 
 class SynthError(ValueError):
     """Bad arguments for the synthetic generator, or an output folder it must not overwrite."""
+
+
+def calibration() -> dict | None:
+    """The recorded reference-CNN and linear-model accuracies of this generator version
+    (`benchmarks/synth_ceiling.py --record`), or None when none is recorded for this version."""
+    if not CALIBRATION_FILE.is_file():
+        return None
+    recorded = read_json(CALIBRATION_FILE)
+    return recorded if recorded.get("generator_version") == GENERATOR_VERSION else None
 
 
 def split_class_counts(n: int, proportions: Mapping[str, float] = TABLE1_PROPORTIONS) -> dict[str, int]:
@@ -181,6 +192,10 @@ def _anatomy(g: np.ndarray) -> dict[str, np.ndarray]:
     p["noise"] = _span(g[:, 33], 0.012, 0.045)
     p["soft"] = _span(col(34), 0.42, 0.62)
     p["markings"] = _span(col(35), 0.02, 0.08)
+    # uneven exposure across the film (anode heel effect, patient thickness): a brightness ramp of
+    # random direction and strength
+    p["ramp_angle"] = _span(col(36), 0, 2 * np.pi)
+    p["ramp"] = _span(col(37), 0.0, _EXPOSURE_RAMP)
     return p
 
 
@@ -267,18 +282,19 @@ def _class_lesions(label: str, lu: np.ndarray, choice: np.ndarray) -> dict[str, 
     u = lambda j: lu[:, :, j]  # noqa: E731
     first = choice[:, None, :]
     slot = np.arange(_MAX_LESIONS)[None, :]
-    faint = np.where(first[:, :, 7] < 0.2, 0.7, 1.0)  # one image in five is fainter
+    faint = np.where(first[:, :, 7] < 0.1, 0.75, 1.0)  # one image in ten is fainter
     if label == "Pneumonia":
         main_side = (first[:, :, 0] < 0.5).astype(float)
         bilateral = first[:, :, 1] < 0.15
-        count = 1 + np.floor(first[:, :, 2] * 3)  # the consolidation and up to two satellites near it
+        count = 1 + np.floor(first[:, :, 2] * 2)  # the consolidation and perhaps a satellite near it
         les["side"] = np.where(slot == count, 1 - main_side, main_side)
         main_lx, main_ly = _span(first[:, :, 3], -0.4, 0.6), _span(first[:, :, 4], -0.05, 0.65)
         les["lx"] = np.where(slot == 0, main_lx, np.clip(main_lx + _span(u(3), -0.4, 0.4), -0.6, 0.8))
         les["ly"] = np.where(slot == 0, main_ly, np.clip(main_ly + _span(u(4), -0.35, 0.35), -0.3, 0.8))
-        les["sx"] = np.where(slot == 0, _span(u(5), 0.5, 0.9), _span(u(5), 0.15, 0.35))
+        les["sx"] = np.where(slot == 0, _span(u(5), 0.55, 0.9), _span(u(5), 0.15, 0.35))
         les["sy"] = np.where(slot == 0, _span(u(6), 0.25, 0.45), _span(u(6), 0.1, 0.25))
-        les["amp"] = np.where(slot < count + bilateral, _span(u(7), 0.18, 0.5), 0.0) * faint
+        les["amp"] = np.where(slot < count + bilateral, np.where(slot == 0, _span(u(7), 0.3, 0.6),
+                                                                    _span(u(7), 0.18, 0.45)), 0.0) * faint
         les["flat"] = np.where(slot == 0, _span(first[:, :, 6], 2.5, 3.5), 2.0)
         les["fissure"] = ((slot == 0) & (first[:, :, 5] < 0.75)).astype(float)
         les["patchy"] = np.full_like(les["amp"], 0.25)
@@ -288,12 +304,12 @@ def _class_lesions(label: str, lu: np.ndarray, choice: np.ndarray) -> dict[str, 
         main_side = (first[:, :, 0] < 0.5).astype(float)
         les["side"] = np.where(bilateral & (u(0) < 0.4), 1 - main_side, main_side)
         les["lx"] = _span(u(3), -0.6, 0.7)
-        les["ly"] = _span(u(4), -0.9, -0.3)
-        cavity = (slot == 0) & (first[:, :, 3] < 0.5)
+        les["ly"] = _span(u(4), -0.95, -0.35)
+        cavity = (slot == 0) & (first[:, :, 3] < 0.8)
         les["hole"] = cavity.astype(float)
-        les["sx"] = np.where(cavity, _span(u(5), 0.16, 0.26), _span(u(5), 0.05, 0.14))
+        les["sx"] = np.where(cavity, _span(u(5), 0.2, 0.3), _span(u(5), 0.08, 0.16))
         les["sy"] = les["sx"] * _span(u(6), 0.8, 1.25) * 0.5
-        les["amp"] = np.where(slot < count, _span(u(7), 0.2, 0.55), 0.0) * faint
+        les["amp"] = np.where(slot < count, _span(u(7), 0.35, 0.65), 0.0) * faint
     elif label == "COVID-19":
         count = 4 + np.floor(first[:, :, 2] * 5)
         les["side"] = np.repeat(slot % 2, n, axis=0).astype(float)  # alternate lungs: bilateral
@@ -303,49 +319,23 @@ def _class_lesions(label: str, lu: np.ndarray, choice: np.ndarray) -> dict[str, 
         les["sx"] = _span(u(5), 0.2, 0.4)
         les["sy"] = _span(u(6), 0.18, 0.35)
         weak = np.where(dominant & (slot % 2 == 1), 0.45, 1.0)
-        les["amp"] = np.where(slot < count, _span(u(7), 0.1, 0.26), 0.0) * weak * faint
+        les["amp"] = np.where(slot < count, _span(u(7), 0.14, 0.3), 0.0) * weak * faint
         les["patchy"] = np.full_like(les["amp"], 0.6)
     elif label == "Lung Opacity":
-        mode = first[:, :, 1]  # <0.15 pneumonia-like, <0.3 bilateral lower, else scattered patches
-        count = np.where(mode < 0.15, 1, 2 + np.floor(first[:, :, 2] * 4))
-        les["side"] = np.where(mode < 0.15, (first[:, :, 0] < 0.5).astype(float),
-                               np.where(mode < 0.3, (slot % 2).astype(float), (u(0) < 0.5).astype(float)))
-        les["lx"] = np.where(mode < 0.3, _span(u(3), -0.2, 0.8), _span(u(3), -0.6, 0.8))
-        les["ly"] = np.where(mode < 0.3, _span(u(4), 0.0, 0.8), _span(u(4), -0.8, 0.85))
-        les["patchy"] = np.full_like(les["lx"], 0.8)
-        les["sx"] = np.where(mode < 0.15, _span(u(5), 0.3, 0.55), _span(u(5), 0.1, 0.35))
+        # mostly scattered mottled patches anywhere; a few cases look like pneumonia (< 0.04) or
+        # like bilateral lower-zone disease (< 0.08), the rate at which real labels overlap
+        mode = first[:, :, 1]
+        count = np.where(mode < 0.04, 1, 3 + np.floor(first[:, :, 2] * 4))
+        les["side"] = np.where(mode < 0.04, (first[:, :, 0] < 0.5).astype(float),
+                               np.where(mode < 0.08, (slot % 2).astype(float), (u(0) < 0.5).astype(float)))
+        les["lx"] = np.where(mode < 0.08, _span(u(3), -0.2, 0.8), _span(u(3), -0.6, 0.8))
+        les["ly"] = np.where(mode < 0.08, _span(u(4), 0.0, 0.8), _span(u(4), -0.55, 0.85))
+        les["patchy"] = np.full_like(les["lx"], 1.1)
+        les["sx"] = np.where(mode < 0.04, _span(u(5), 0.3, 0.55), _span(u(5), 0.12, 0.26))
         les["sy"] = les["sx"] * _span(u(6), 0.5, 1.0)
-        les["amp"] = np.where(slot < count, _span(u(7), 0.18, 0.5), 0.0) * faint
+        les["amp"] = np.where(slot < count, _span(u(7), 0.22, 0.5), 0.0) * faint
     else:
         raise SynthError(f"unknown class {label!r}; expected one of {', '.join(CLASSES)}")
-    return les
-
-
-def _finding_lesions(lu: np.ndarray, finding: np.ndarray, zone_flags: np.ndarray) -> dict[str, np.ndarray]:
-    """Source-task lesions: one finding kind per image (`finding` (n,) index into `FINDINGS`),
-    drawn in the zones flagged (n, 6), one or two slots per zone."""
-    n = lu.shape[0]
-    les = _empty_lesions(n)
-    zone = np.repeat(np.arange(6), 2)[None, :].repeat(n, 0)  # slot -> zone
-    u = lambda j: lu[:, :, j]  # noqa: E731
-    kind = finding[:, None].repeat(2 * 6, 1)
-    nodule, cavity, consolidation, ground_glass, _ = range(len(FINDINGS))
-    les["side"] = (zone >= 3).astype(float)
-    les["lx"] = _span(u(3), -0.55, 0.8)
-    les["ly"] = (zone % 3 - 1) * 0.62 + _span(u(4), -0.2, 0.2)
-    les["hole"] = (kind == cavity).astype(float)
-    round_sy = lambda sx: sx * _span(u(6), 0.8, 1.25) * 0.5  # noqa: E731 - nodules and cavities
-    les["sx"] = np.choose(kind, [_span(u(5), 0.05, 0.14), _span(u(5), 0.16, 0.26), _span(u(5), 0.4, 0.8),
-                                 _span(u(5), 0.2, 0.4), _span(u(5), 0.1, 0.35)])
-    les["sy"] = np.choose(kind, [round_sy(les["sx"]), round_sy(les["sx"]), _span(u(6), 0.2, 0.35),
-                                 _span(u(6), 0.18, 0.3), les["sx"] * _span(u(6), 0.5, 1.0)])
-    les["flat"] = np.where(kind == consolidation, _span(u(2), 2.5, 3.5), 2.0)
-    les["patchy"] = np.choose(kind, [0.45, 0.45, 0.25, 0.6, 0.8]).astype(float)
-    amp = np.where(kind == ground_glass, _span(u(7), 0.1, 0.26), _span(u(7), 0.18, 0.55))
-    second_slot = np.arange(2 * 6)[None, :] % 2 == 1
-    present = zone_flags[np.arange(n)[:, None], zone] & (~second_slot | (u(1) < 0.5))
-    faint = np.where(lu[:, :1, 0] < 0.2, 0.7, 1.0)  # one image in five is fainter
-    les["amp"] = np.where(present, amp * faint * _SOURCE_CONTRAST, 0.0)
     return les
 
 
@@ -395,8 +385,7 @@ def _render_lesions(p: dict, les: dict, mottle: np.ndarray, size: int) -> tuple[
     return density, shape
 
 
-def _render(labels: Sequence[str], size: int, rngs: Sequence[np.random.Generator],
-            findings: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render(labels: Sequence[str], size: int, rngs: Sequence[np.random.Generator]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one batch: uint8 images, bool lesion masks and bool lung fields, (N, size, size) each."""
     n = len(labels)
     if size < 16:
@@ -406,15 +395,13 @@ def _render(labels: Sequence[str], size: int, rngs: Sequence[np.random.Generator
     uniforms, noise, texture = _draw(rngs, size)
     p = _anatomy(uniforms[:, :_N_GLOBAL])
     lesion_u = uniforms[:, _N_GLOBAL:].reshape(n, _MAX_LESIONS, _N_PER_LESION)
-    if findings is not None:
-        les = _finding_lesions(lesion_u, *findings)
-    else:
-        les = _empty_lesions(n)
-        labels_arr = np.asarray(labels)
-        for name in dict.fromkeys(labels):
-            rows = labels_arr == name
-            for key, value in _class_lesions(name, lesion_u[rows], uniforms[rows, 40:48]).items():
-                les[key][rows] = value
+    les = _empty_lesions(n)
+    labels_arr = np.asarray(labels)
+    for name in dict.fromkeys(labels):
+        rows = labels_arr == name
+        for key, value in _class_lesions(name, lesion_u[rows], uniforms[rows, 40:48]).items():
+            les[key][rows] = value
+    les["amp"] = les["amp"] * _CLASS_CONTRAST
     # everything smooth is drawn at half resolution, then upsampled; only the noise is full size
     low = (size + 1) // 2
     lesion_mottle, lung_mottle = np.moveaxis(_texture(texture, low), 1, 0)
@@ -425,6 +412,8 @@ def _render(labels: Sequence[str], size: int, rngs: Sequence[np.random.Generator
     bright = (1.0 - np.exp(-col(p["exposure"]) * np.maximum(density, 0.0))) / (1.0 - np.exp(-col(p["exposure"])))
     bright = np.clip(bright, 0.0, 1.0) ** col(p["gamma"])
     bright = col(p["black"]) + (col(p["white"]) - col(p["black"])) * bright
+    x, y = _grid(low)[None, None, :], _grid(low)[None, :, None]
+    bright = bright * (1.0 + p["ramp"] * (np.cos(p["ramp_angle"]) * x + np.sin(p["ramp_angle"]) * y))
     bright = _upsample(bright, size) + col(p["noise"]) * noise
     images = np.clip(bright * 255.0 + 0.5, 0, 255).astype(np.uint8)
     masks = _upsample(np.minimum(lesion_shape, lung) - 0.5, size) > 0
@@ -443,22 +432,21 @@ def render_batch(labels: Sequence[str], size: int, seed: int, *,
 
 
 def _source_render(n: int, size: int, seed: int) -> tuple[np.ndarray, ...]:
-    """Source-task images, lesion masks, lung fields, zone flags (N, 6) bool and finding (N,) int."""
+    """Source-task images, lesion masks, lung fields (N, S, S) each, and finding (N,) int: an index
+    into `FINDINGS`, or -1 for an image without one (one in five)."""
     rngs = _streams(seed, _SOURCE_STREAM, np.arange(n))
-    # per image a finding kind and a lesion rate (none, few, some, many zones), then a coin per zone
-    finding = np.array([rng.integers(len(FINDINGS)) for rng in rngs], int).reshape(n)
-    flags = np.array([rng.random(6) < rng.choice([0.0, 0.2, 0.35, 0.6]) for rng in rngs],
-                     bool).reshape(n, 6)
-    return (*_render(["source"] * n, size, rngs, findings=(finding, flags)), flags, finding)
+    finding = np.array([rng.integers(len(FINDINGS) + 1) for rng in rngs], int).reshape(n) - 1
+    labels = ["Normal" if f < 0 else FINDING_PATTERNS[FINDINGS[f]] for f in finding]
+    return (*_render(labels, size, rngs), finding)
 
 
-def source_task(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pre-training source task: images uint8 (N,S,S) and float32 (N, 11) multi-label targets: which
-    of the six `ZONES` hold a lesion, then which of the five `FINDINGS` it is (none for about one
-    image in four)."""
-    images, _, _, flags, finding = _source_render(n, size, seed)
-    kinds = np.eye(len(FINDINGS), dtype=bool)[finding] & flags.any(axis=1, keepdims=True)
-    return images, np.concatenate([flags, kinds], axis=1).astype(np.float32)
+def source_task(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pre-training source task: images uint8 (N,S,S), float32 (N, 4) finding labels (which of the
+    `FINDINGS` the image shows; none for one image in five) and the lesion masks bool (N,S,S),
+    where the finding is drawn."""
+    images, masks, _, finding = _source_render(n, size, seed)
+    labels = (finding[:, None] == np.arange(len(FINDINGS))[None, :]).astype(np.float32)
+    return images, labels, masks
 
 
 # ---------------------------------------------------------------------------------------------

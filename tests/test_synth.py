@@ -132,33 +132,26 @@ def test_lesions_are_opacities_brighter_than_the_lung(per_class):
         assert np.mean(brighter) >= 0.9, name
 
 
-def test_source_task_targets_match_lesion_zones_and_findings():
-    images, targets = synth.source_task(60, 64, seed=5)
-    zones, kinds = targets[:, :6], targets[:, 6:]
-    assert images.shape == (60, 64, 64) and images.dtype == np.uint8
-    assert targets.shape == (60, len(synth.ZONES) + len(synth.FINDINGS)) and targets.dtype == np.float32
-    assert set(np.unique(targets)) <= {0.0, 1.0}
-    assert 0.15 < zones.mean() < 0.6 and (zones.sum(1) == 0).any() and (zones.sum(1) >= 3).any()
-    # one finding per image with lesions, none without; every kind occurs
-    np.testing.assert_array_equal(kinds.sum(1), zones.any(1))
-    assert (kinds.sum(0) > 0).all()
-    again, again_targets = synth.source_task(60, 64, seed=5)
-    np.testing.assert_array_equal(images, again)
-    np.testing.assert_array_equal(targets, again_targets)
-    # the lesions of a flagged row sit on the flagged sides (zones 0-2: right lung = image left)
-    rendered, masks, lungs, flags, finding = synth._source_render(60, 64, seed=5)
-    np.testing.assert_array_equal(rendered, images)
-    np.testing.assert_array_equal(flags, zones.astype(bool))
-    np.testing.assert_array_equal(finding[flags.any(1)], kinds[flags.any(1)].argmax(1))
-    for mask, lung, row in zip(masks, lungs, flags):
-        _, _, middle = _lung_frame(lung)
-        cols = np.nonzero(mask)[1]
-        assert (cols < middle).any() == row[:3].any()
-        assert (cols > middle).any() == row[3:].any()
-    # consolidations are larger than nodules
-    area = masks.reshape(60, -1).sum(1) / np.maximum(flags.sum(1), 1)
-    nodule, consolidation = synth.FINDINGS.index("nodule"), synth.FINDINGS.index("consolidation")
-    assert area[(finding == consolidation) & flags.any(1)].mean() > 2 * area[(finding == nodule) & flags.any(1)].mean()
+def test_source_task_labels_one_finding_drawn_like_its_class_pattern():
+    images, labels, lesions = synth.source_task(80, 64, seed=5)
+    assert images.shape == lesions.shape == (80, 64, 64) and images.dtype == np.uint8 and lesions.dtype == bool
+    assert labels.shape == (80, len(synth.FINDINGS)) and labels.dtype == np.float32
+    assert set(np.unique(labels)) <= {0.0, 1.0} and labels.sum(1).max() == 1
+    # every finding occurs, and about one image in five shows none (and has no lesion)
+    assert (labels.sum(0) > 0).all() and 0.08 < (labels.sum(1) == 0).mean() < 0.35
+    np.testing.assert_array_equal(lesions.any(axis=(1, 2)), labels.any(1))
+    again, again_labels, again_lesions = synth.source_task(80, 64, seed=5)
+    for a, b in ((images, again), (labels, again_labels), (lesions, again_lesions)):
+        np.testing.assert_array_equal(a, b)
+    # drawn from the source's own streams: not the target's images of the same classes
+    target, _ = synth.render_batch(["Pneumonia"] * 4, 64, seed=5)
+    assert not any(np.array_equal(t, s) for t in target for s in images)
+    # each finding is drawn like its class: cavitating nodules in the upper zones, consolidation
+    # and ground glass lower down
+    shows = {name: labels[:, k] == 1 for k, name in enumerate(synth.FINDINGS)}
+    rows = {name: np.nonzero(lesions[chosen])[1] for name, chosen in shows.items()}
+    assert np.mean(rows["cavitating nodules"] < 32) > 0.9
+    assert np.mean(rows["consolidation"] >= 28) > 0.8 and np.mean(rows["ground glass"] >= 28) > 0.8
 
 
 def test_raw_pixel_linear_baseline_stays_low():
