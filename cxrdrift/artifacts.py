@@ -169,6 +169,10 @@ class RunPaths:
     def model_dir(self, arch: str) -> Path:
         return self.root / "models" / arch
 
+    def frozen_features(self, arch: str) -> Path:
+        """Pooled backbone features of the frozen phase (training and test images), for the linear probe."""
+        return self.model_dir(arch) / "frozen_features.npz"
+
     def weights(self, arch: str, epoch: int) -> Path:
         return self.model_dir(arch) / f"epoch_{epoch:02d}.weights.h5"
 

@@ -96,6 +96,26 @@ def build_model(arch: str, image_size: int, weights: str | Path | None = None, n
     return model
 
 
+def restart_layer_names() -> None:
+    """Restart Keras's automatic layer names, so that the next model gets `conv2d`, `conv2d_1`, …
+    however many models this process built before it. Call it right before building a model to train.
+
+    Same seed, same bits: Grappler's arithmetic optimizer sorts the terms of a gradient sum (AddN)
+    by op name, op names carry the layer names, and a float sum of three or more terms depends on
+    their order. InceptionV3's mixed blocks feed one tensor to four branches; built after another
+    InceptionV3 (pre-training, a replicate, a notebook) its auto-named convolutions (`conv2d_99`,
+    `conv2d_100`, …) sort in another order, the sum rounds differently and fine-tuning drifts apart
+    (tests/test_determinism.py)."""
+    try:
+        from keras.src.utils.naming import reset_uids
+    except ImportError:  # a Keras without it: clear the whole session, keeping the dtype policy
+        policy = keras.mixed_precision.global_policy()
+        keras.backend.clear_session(free_memory=False)
+        keras.mixed_precision.set_global_policy(policy)
+    else:
+        reset_uids()
+
+
 def _weights_kind(weights: str | Path | None) -> str:
     if weights is None or (isinstance(weights, str) and weights.lower() in {"", "none"}):
         return "none"

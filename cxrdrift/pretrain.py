@@ -28,12 +28,16 @@ from sklearn.metrics import roc_auc_score
 
 from . import synth
 from .artifacts import atomic_path, read_json, write_json
-from .models import MIN_IMAGE_SIZE, backbone_model, build_model, preprocess_input
+from .models import MIN_IMAGE_SIZE, backbone_model, build_model, preprocess_input, restart_layer_names
 
 if TYPE_CHECKING:
     from .config import RunConfig
 
 CACHE_ENV = "CXRDRIFT_CACHE"
+# Where the second, finer dense head reads: the last layer before the backbone's last
+# down-sampling (at 112 px DenseNet201 7x7, ResNet50V2 7x7 — its stride sits inside conv4_block6 —
+# and InceptionV3 5x5; the backbone's output is 3x3, 4x4 and 2x2).
+DENSE_LAYERS = {"DenseNet201": "conv4_block48_concat", "ResNet50V2": "conv4_block5_out", "InceptionV3": "mixed7"}
 
 
 @dataclass(frozen=True)
@@ -49,13 +53,14 @@ class PretrainSpec:
     bn_epochs: int = 2
     batch_size: int = 32
     seed: int = 0
+    dense: bool = True            # per-cell finding maps at two depths besides the image labels
 
     @classmethod
     def from_config(cls, config: "RunConfig") -> "PretrainSpec":
         return cls(image_size=config.image_size, size=config.pretrain_size, images=config.pretrain_images,
                    epochs=config.pretrain_epochs, lr=config.pretrain_lr,
                    bn_momentum=config.pretrain_bn_momentum, bn_epochs=config.pretrain_bn_epochs,
-                   batch_size=config.batch_size,
+                   batch_size=config.batch_size, dense=config.pretrain_dense,
                    seed=config.pretrain_seed if config.pretrain_seed >= 0 else config.seed)
 
     def train_size(self, arch: str) -> int:
@@ -85,8 +90,8 @@ class PretrainResult:
 
 def generator_fingerprint() -> str:
     """A hash of a few small source-task samples: changes whenever the generator's output does."""
-    images, targets = synth.source_task(4, 32, 0)
-    return hashlib.sha256(images.tobytes() + targets.tobytes()).hexdigest()[:16]
+    images, targets, lesions = synth.source_task(4, 32, 0)
+    return hashlib.sha256(images.tobytes() + targets.tobytes() + lesions.tobytes()).hexdigest()[:16]
 
 
 def cache_dir() -> Path:
@@ -115,11 +120,33 @@ def synthetic_backbone_weights(arch: str, spec: PretrainSpec, *, verbose: int = 
     return PretrainResult(weights, {**description, "cached": False})
 
 
-def source_inputs(arch: str, n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The source task's images as the backbone's preprocessed RGB float32, and its targets."""
-    images, targets = synth.source_task(n, size, seed)
+def source_inputs(arch: str, n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source task's images as the backbone's preprocessed RGB float32, its finding labels,
+    and per-finding lesion maps float32 (N, S, S, len(FINDINGS))."""
+    images, targets, lesions = synth.source_task(n, size, seed)
     rgb = np.repeat(images[..., None], 3, axis=-1).astype("float32")
-    return preprocess_input(arch)(rgb), targets.astype("float32")
+    maps = lesions[..., None].astype("float32") * targets[:, None, None, :]
+    return preprocess_input(arch)(rgb), targets, maps
+
+
+def cell_targets(maps: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Which finding lies in which cell of a `grid` laid over the image: 1 where any pixel of the
+    cell shows it. (N, S, S, K) -> (N, h, w, K)."""
+    return (tf.image.resize(maps, grid, method="area").numpy() > 0).astype("float32")
+
+
+def source_model(arch: str, size: int, outputs: int, dense: bool) -> tuple[keras.Model, keras.Model]:
+    """The flat model of the convention with `outputs` image-level logits and, for training, a
+    model that also predicts per-cell finding logits at the backbone's output and at
+    `DENSE_LAYERS[arch]` (a grid twice as fine): dense supervision gives many labels per image,
+    and the earlier head brings the gradient to the middle of the network directly."""
+    model = build_model(arch, size, None, num_classes=outputs)
+    if not dense:
+        return model, model
+    heads = [keras.layers.Conv2D(len(synth.FINDINGS), 1, name=f"cells_{depth}", dtype="float32")(tensor)
+             for depth, tensor in (("top", model.get_layer("avg_pool").input),
+                                   ("middle", model.get_layer(DENSE_LAYERS[arch]).output))]
+    return model, keras.Model(model.input, [model.output, *heads], name=f"{arch}_source")
 
 
 def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tuple[keras.Model, dict[str, Any]]:
@@ -128,34 +155,37 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
     the source head) and a description."""
     start, cpu_start = time.perf_counter(), time.process_time()
     size = spec.train_size(arch)
+    restart_layer_names()
     keras.utils.set_random_seed(spec.seed)
-    x, y = source_inputs(arch, spec.images, size, spec.seed)
-    model = build_model(arch, size, None, num_classes=y.shape[1])
-    batchnorms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in batchnorms:
-        layer.momentum = spec.bn_momentum
-    model.compile(keras.optimizers.Adam(spec.lr), keras.losses.BinaryCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")])
-    batches = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=spec.seed)
+    x, y, maps = source_inputs(arch, spec.images, size, spec.seed)
+    model, trainer = source_model(arch, size, y.shape[1], spec.dense)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = spec.bn_momentum
+    targets = (y, *(cell_targets(maps, tuple(out.shape[1:3])) for out in trainer.outputs[1:])) if spec.dense else y
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    trainer.compile(keras.optimizers.Adam(spec.lr), [bce] * len(trainer.outputs) if spec.dense else bce)
+    batches = (tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(len(x), seed=spec.seed)
                .batch(spec.batch_size).prefetch(2))
-    history = model.fit(batches, epochs=spec.epochs, verbose=verbose, shuffle=False)
+    history = trainer.fit(batches, epochs=spec.epochs, verbose=verbose, shuffle=False)
+    del maps, targets
     if size != spec.image_size:
         resized = build_model(arch, spec.image_size, None, num_classes=y.shape[1])
         resized.set_weights(model.get_weights())
         model = resized
-        batchnorms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-        for layer in batchnorms:
-            layer.momentum = spec.bn_momentum
-        x, _ = source_inputs(arch, spec.images, spec.image_size, spec.seed)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = spec.bn_momentum
+        x, _, _ = source_inputs(arch, spec.images, spec.image_size, spec.seed)
     reestimate_batchnorm(model, x, spec.batch_size, spec.bn_epochs)
     train_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    held_x, held_y = source_inputs(arch, spec.held_out, spec.image_size, spec.seed + 1)
+    held_x, held_y, _ = source_inputs(arch, spec.held_out, spec.image_size, spec.seed + 1)
     scores = source_scores(held_y, model.predict(held_x, batch_size=spec.batch_size, verbose=0))
     description = {
         "source_task": getattr(synth.source_task, "__doc__", "") or "synthetic source task",
         "source_outputs": int(y.shape[1]),
         "settings": asdict(spec) | {"size": size},
-        "train_accuracy_last_epoch": float(history.history["accuracy"][-1]),
+        "train_loss_last_epoch": float(history.history["loss"][-1]),
         "held_out_images": spec.held_out,
         **scores,
         "seconds": round(train_seconds, 1),

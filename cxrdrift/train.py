@@ -37,7 +37,7 @@ from . import data
 from .artifacts import RunPaths, atomic_path, read_json, read_resolved, write_config, write_csv, write_json, \
     write_npz, read_npz, write_parquet
 from .config import RunConfig
-from .models import backbone_layers, build_model, resolve_weights
+from .models import backbone_layers, build_model, resolve_weights, restart_layer_names
 
 PHASES = ("transfer", "finetune")
 HISTORY_COLUMNS = ("arch", "epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
@@ -69,31 +69,11 @@ def configure_device(config: RunConfig) -> Device:
 
 # -- run-directory bookkeeping ---------------------------------------------------------------------
 
-def restart_layer_names() -> None:
-    """Restart Keras's automatic layer names, so that the next model gets `conv2d`, `conv2d_1`, …
-    however many models this process built before it. Call it right before building a model to train.
-
-    Same seed, same bits: Grappler's arithmetic optimizer sorts the terms of a gradient sum (AddN)
-    by op name, op names carry the layer names, and a float sum of three or more terms depends on
-    their order. InceptionV3's mixed blocks feed one tensor to four branches; built after another
-    InceptionV3 (pre-training, a replicate, a notebook) its auto-named convolutions (`conv2d_99`,
-    `conv2d_100`, …) sort in another order, the sum rounds differently and fine-tuning drifts apart
-    (tests/test_determinism.py)."""
-    try:
-        from keras.src.utils.naming import reset_uids
-    except ImportError:  # a Keras without it: clear the whole session, keeping the dtype policy
-        policy = keras.mixed_precision.global_policy()
-        keras.backend.clear_session(free_memory=False)
-        keras.mixed_precision.set_global_policy(policy)
-    else:
-        reset_uids()
-
-
 def training_fingerprint(config: RunConfig, arch: str) -> str:
     """A hash of every setting that shapes `arch`'s training; a state with another one is stale."""
     fields = ("image_size", "augment", "data_dir", "synth_train", "synth_val", "synth_test", "synth_size",
               "weights", "pretrain_images", "pretrain_epochs", "pretrain_lr", "pretrain_bn_momentum",
-              "pretrain_bn_epochs", "pretrain_size", "pretrain_seed", "epochs_tl", "epochs_ft", "lr_tl", "lr_ft",
+              "pretrain_bn_epochs", "pretrain_size", "pretrain_seed", "pretrain_dense", "epochs_tl", "epochs_ft", "lr_tl", "lr_ft",
               "bn_frozen_in_ft", "batch_size", "seed", "save_epochs", "early_epoch", "late_epoch")
     values = {"arch": arch, **{name: getattr(config, name) for name in fields}}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
@@ -232,6 +212,13 @@ class EpochSource:
             self.features[split] = pooled.astype(np.float32)
         return self.features[split]
 
+    def save_features(self, path: Path) -> None:
+        """Keep the pooled features of the training and test images, with their labels, for the
+        linear probe (`linear_probe`)."""
+        write_npz(path, {name: array for split in ("train", "test") for name, array in (
+            (split, self._features(split)),
+            (f"{split}_labels", getattr(self, split)["label_index"].to_numpy(np.int32)))})
+
     def _from_features(self, split: str, order: np.ndarray | None = None) -> tf.data.Dataset:
         frame = {"train": self.train, "val": self.val, "test": self.test}[split]
         x, y = self._features(split), frame["label_index"].to_numpy(np.int32)
@@ -336,6 +323,8 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
             bar.set_postfix(phase=phase, val_acc=f"{row['val_accuracy']:.3f}")
             bar.update(1)
+        if source.cached:
+            source.save_features(paths.frozen_features(arch))
     bar.close()
 
 
@@ -395,6 +384,26 @@ def epoch_scores(predictions: pd.DataFrame, epoch: int) -> dict[str, dict[str, A
     return {arch: predictive_metrics(frame["label_index"].to_numpy(), frame[logit_columns(frame)].to_numpy(),
                                      class_names=data.CLASSES)
             for arch, frame in predictions[predictions["epoch"] == epoch].groupby("arch", sort=False)}
+
+
+def linear_probe(config: RunConfig) -> pd.DataFrame:
+    """What pre-training taught, measured on the target: test accuracy of a logistic regression on
+    each backbone's frozen pooled features (standardized; fitted on the training split), from the
+    features the frozen phase saved. Architectures without saved features are left out."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows = {}
+    for arch in config.architectures:
+        path = RunPaths.of(config).frozen_features(arch)
+        if not path.is_file():
+            continue
+        saved = read_npz(path)
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=config.seed))
+        probe.fit(saved["train"], saved["train_labels"])
+        rows[arch] = {"linear_probe_accuracy": float(probe.score(saved["test"], saved["test_labels"]))}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("arch")
 
 
 def predictive_table(scores: dict[str, dict[str, Any]]) -> pd.DataFrame:

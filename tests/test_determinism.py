@@ -4,7 +4,7 @@ Two fits from the same weights and data must agree bit for bit, also when the mo
 again after other models (process history). Keras numbers automatic layer names per process
 (`conv2d_99` after 94 others) and Grappler orders the terms of a gradient sum by op name, so
 InceptionV3, whose mixed blocks sum four branch gradients, rounded differently when built after
-another InceptionV3 until `train.restart_layer_names`; its test rebuilds the model between the
+another InceptionV3 until `models.restart_layer_names`; its test rebuilds the model between the
 fits. DenseNet201 and ResNet50V2 name their layers and sum at most two gradients (an order-free
 float sum): their second fit reuses the traced step, which saves a graph trace (DenseNet201's
 costs about 20 s).
@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
-from cxrdrift import train
+from cxrdrift import models, train
 from cxrdrift.models import MIN_IMAGE_SIZE, build_model
 
 
@@ -39,7 +39,7 @@ def _inputs(arch: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _finetuning_model(arch: str) -> keras.Model:
     """Built as `train.train_architecture` builds it, set up for fine-tuning with BatchNorm frozen."""
-    train.restart_layer_names()
+    models.restart_layer_names()
     keras.utils.set_random_seed(0)
     model = build_model(arch, MIN_IMAGE_SIZE[arch], None)
     train.set_phase(model, "finetune", bn_frozen=True)
@@ -85,13 +85,15 @@ def test_inceptionv3_finetuning_built_after_other_models_is_bit_identical():
     _assert_same(weights, again)
 
 
-def test_inceptionv3_pretraining_built_after_other_models_is_bit_identical(tmp_path, monkeypatch):
+@pytest.mark.parametrize("arch", ["DenseNet201", "ResNet50V2", "InceptionV3"])
+def test_pretraining_again_after_other_models_is_bit_identical(tmp_path, monkeypatch, arch):
     from cxrdrift.pretrain import PretrainSpec, pretrain_backbone
 
     monkeypatch.setenv("CXRDRIFT_CACHE", str(tmp_path / "cache"))
-    spec = PretrainSpec(image_size=MIN_IMAGE_SIZE["InceptionV3"], images=16, epochs=1, bn_epochs=1, batch_size=8)
+    spec = PretrainSpec(image_size=MIN_IMAGE_SIZE[arch], images=16, epochs=1, bn_epochs=1, batch_size=8)
     keras.backend.clear_session()  # automatic layer names from the start: conv2d, conv2d_1, ...
-    first, _ = pretrain_backbone("InceptionV3", spec, verbose=0)
+    first, description = pretrain_backbone(arch, spec, verbose=0)
     weights = first.get_weights()
-    second, _ = pretrain_backbone("InceptionV3", spec, verbose=0)  # built after `first`
+    second, again = pretrain_backbone(arch, spec, verbose=0)  # built after `first`
     _assert_same(weights, second.get_weights())
+    np.testing.assert_equal(description["auc_macro"], again["auc_macro"])

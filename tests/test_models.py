@@ -117,7 +117,7 @@ def test_pretrained_weights_come_back_from_the_cache_unchanged(tmp_path, monkeyp
     first = pretrain.synthetic_backbone_weights("ResNet50V2", spec, verbose=0)
     assert first.path.parent == tmp_path and first.description["cached"] is False
     assert 0.0 <= first.description["label_accuracy"] <= 1.0
-    assert first.description["source_outputs"] == len(synth.ZONES) + len(synth.FINDINGS)
+    assert first.description["source_outputs"] == len(synth.FINDINGS)
     monkeypatch.setattr(pretrain, "pretrain_backbone", None)  # a cache hit must not train
     second = pretrain.synthetic_backbone_weights("ResNet50V2", spec)
     assert second.path == first.path and second.description["cached"] is True

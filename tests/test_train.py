@@ -15,7 +15,7 @@ import pytest
 
 from cxrdrift import config as cfg
 from cxrdrift import train
-from cxrdrift.artifacts import RunPaths, read_resolved, write_config
+from cxrdrift.artifacts import RunPaths, read_npz, read_resolved, write_config
 
 
 def tiny_model(arch: str, image_size: int, weights=None, num_classes: int = 5) -> keras.Model:
@@ -141,6 +141,15 @@ def test_cached_features_train_the_same_head_as_the_plain_path(tiny):
         heads = [checkpoint(c, "ResNet50V2", epoch).get_layer("logits").get_weights() for c in (plain, cached)]
         for x, y in zip(*heads):
             np.testing.assert_allclose(x, y, atol=1e-5)
+    # the cached path keeps its features for the linear probe; the plain one has none to keep
+    assert not RunPaths.of(plain).frozen_features("ResNet50V2").exists()
+    saved = read_npz(RunPaths.of(cached).frozen_features("ResNet50V2"))
+    assert saved["train"].shape == (cached.synth_train, 8) and saved["test"].shape == (cached.synth_test, 8)
+    test = pd.read_parquet(RunPaths.of(cached).predictions).query("epoch == 1")
+    np.testing.assert_array_equal(saved["test_labels"], test["label_index"])
+    probe = train.linear_probe(cached)
+    assert list(probe.index) == ["ResNet50V2"] and 0.0 <= probe.loc["ResNet50V2", "linear_probe_accuracy"] <= 1.0
+    assert train.linear_probe(plain).empty
 
 
 def test_finished_architectures_are_skipped_unless_forced_and_stale_state_restarts(tiny):
