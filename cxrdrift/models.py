@@ -31,6 +31,15 @@ TARGET_LAYERS: dict[str, str] = {
     "InceptionV3": "mixed10",
 }
 
+# The last layer before each backbone's last down-sampling: a grid twice as fine as the target
+# layer's (at 112 px DenseNet201 7x7, ResNet50V2 7x7 — its last stride sits inside conv4_block6,
+# whose output is already 4x4 — and InceptionV3 5x5, against 3x3, 4x4 and 2x2).
+EARLIER_LAYERS: dict[str, str] = {
+    "DenseNet201": "conv4_block48_concat",
+    "ResNet50V2": "conv4_block5_out",
+    "InceptionV3": "mixed7",
+}
+
 _APPLICATIONS: dict[str, tuple[Callable[..., keras.Model], Callable[[np.ndarray], np.ndarray]]] = {
     "DenseNet201": (keras.applications.DenseNet201, keras.applications.densenet.preprocess_input),
     "ResNet50V2": (keras.applications.ResNet50V2, keras.applications.resnet_v2.preprocess_input),

@@ -28,16 +28,13 @@ from sklearn.metrics import roc_auc_score
 
 from . import synth
 from .artifacts import atomic_path, read_json, write_json
-from .models import MIN_IMAGE_SIZE, backbone_model, build_model, preprocess_input, restart_layer_names
+from .models import EARLIER_LAYERS, MIN_IMAGE_SIZE, backbone_model, build_model, preprocess_input, \
+    restart_layer_names
 
 if TYPE_CHECKING:
     from .config import RunConfig
 
 CACHE_ENV = "CXRDRIFT_CACHE"
-# Where the second, finer dense head reads: the last layer before the backbone's last
-# down-sampling (at 112 px DenseNet201 7x7, ResNet50V2 7x7 — its stride sits inside conv4_block6 —
-# and InceptionV3 5x5; the backbone's output is 3x3, 4x4 and 2x2).
-DENSE_LAYERS = {"DenseNet201": "conv4_block48_concat", "ResNet50V2": "conv4_block5_out", "InceptionV3": "mixed7"}
 
 
 @dataclass(frozen=True)
@@ -138,14 +135,14 @@ def cell_targets(maps: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 def source_model(arch: str, size: int, outputs: int, dense: bool) -> tuple[keras.Model, keras.Model]:
     """The flat model of the convention with `outputs` image-level logits and, for training, a
     model that also predicts per-cell finding logits at the backbone's output and at
-    `DENSE_LAYERS[arch]` (a grid twice as fine): dense supervision gives many labels per image,
+    `EARLIER_LAYERS[arch]` (a grid twice as fine): dense supervision gives many labels per image,
     and the earlier head brings the gradient to the middle of the network directly."""
     model = build_model(arch, size, None, num_classes=outputs)
     if not dense:
         return model, model
     heads = [keras.layers.Conv2D(len(synth.FINDINGS), 1, name=f"cells_{depth}", dtype="float32")(tensor)
              for depth, tensor in (("top", model.get_layer("avg_pool").input),
-                                   ("middle", model.get_layer(DENSE_LAYERS[arch]).output))]
+                                   ("middle", model.get_layer(EARLIER_LAYERS[arch]).output))]
     return model, keras.Model(model.input, [model.output, *heads], name=f"{arch}_source")
 
 
