@@ -30,8 +30,23 @@ KERNELSPEC = {"name": KERNEL_NAME, "display_name": "cxrdrift (Python 3)", "langu
 NOTEBOOKS_DIR = "notebooks"
 CHAPTERS_DIR = "book/chapters"
 HTML_DIR = "_build/html"
-HIDDEN_TAGS = ("parameters", "injected-parameters")
+# Parameter cells are removed from the page (the run banner shows every value they set); the cell
+# that calls `chapter.setup(` (imports and the banner) keeps its output and collapses its input, so
+# a reader meets the story and the banner before the machinery.
+PARAMETER_TAGS = ("parameters", "injected-parameters")
+SETUP_CALL = "chapter.setup("
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+# The environment of every kernel papermill starts. Kernels inherit the caller's environment: an
+# `MPLBACKEND` such as Agg there would silently drop every figure, so it is set to the inline backend.
+# TensorFlow's own logger honours TF_CPP_MIN_LOG_LEVEL ("2": no INFO or WARNING lines).
+KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2"}
+# TensorFlow 2.2x logs through absl *before* absl is initialized ("WARNING: All log messages before
+# absl::InitializeLog() ...", "I0000 ... oneDNN custom operations are on"): written by C++ straight
+# to file descriptor 2, which no environment variable silences. ipykernel forwards what reaches the
+# descriptors into the cell's output by default; with capture_fd_output off these lines go to the
+# console of `cxrdrift book` instead, while Python's own warnings (sys.stderr) still reach the cell,
+# where the chapter can explain them.
+KERNEL_ARGUMENTS = ("--IPKernelApp.capture_fd_output=False",)
 # Run-directory content that chapters rewrite on every execution, so it cannot signal a change
 # upstream (config.json is compared by its "config" section instead).
 _VOLATILE = ("config.json", "figures", "tables", "logs")
@@ -136,30 +151,40 @@ def ensure_kernel(name: str = KERNEL_NAME) -> None:
             f"--display-name \"{KERNELSPEC['display_name']}\"`") from None
 
 
-def _hide_parameter_cells(path: Path) -> None:
+def _tag_machinery(path: Path) -> None:
+    """Remove the parameter cells from the page and collapse the setup cell's input (see
+    PARAMETER_TAGS); tags a chapter already sets are kept."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
         tags = cell.metadata.setdefault("tags", [])
-        if any(tag in tags for tag in HIDDEN_TAGS) and "hide-input" not in tags:
-            tags.append("hide-input")
+        if any(tag in tags for tag in PARAMETER_TAGS):
+            wanted = "remove-cell"
+        elif SETUP_CALL in cell.source:
+            wanted = "hide-input"
+        else:
+            continue
+        if not any(tag in tags for tag in ("remove-cell", "remove-input", "hide-input", "hide-cell")):
+            tags.append(wanted)
     nbformat.write(notebook, path)
 
 
 @contextlib.contextmanager
-def _inline_figures() -> Iterator[None]:
-    """Kernels inherit the environment: an `MPLBACKEND` such as Agg there would silently drop every
-    figure from the executed chapters, so kernels started inside this block use the inline backend."""
-    previous = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = INLINE_BACKEND
+def _kernel_environment() -> Iterator[None]:
+    """Kernels started inside this block see KERNEL_ENV; the caller's environment is restored after."""
+    previous = {name: os.environ.get(name) for name in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping[str, Any], *,
@@ -179,11 +204,12 @@ def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping
     notebook = to_notebook(source)
     ensure_kernel()
     failed = Path(failed_dir or output.parent / ".failed") / output.name
-    with atomic_path(output) as running, _inline_figures():
+    with atomic_path(output) as running, _kernel_environment():
         try:
             papermill.execute_notebook(notebook, str(running), parameters=params,
                                        kernel_name=KERNEL_NAME, language="python",
-                                       cwd=str(cwd), progress_bar=progress_bar)
+                                       cwd=str(cwd), progress_bar=progress_bar,
+                                       extra_arguments=list(KERNEL_ARGUMENTS))
         except PapermillExecutionError as error:
             partial = _keep_partial(running, failed)
             raise NotebookExecutionError(source.name, error.cell_index, error.source,
@@ -193,7 +219,7 @@ def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping
             index, cell_source = _running_cell(partial)
             raise NotebookExecutionError(source.name, index, cell_source,
                                          f"{type(error).__name__}: {error}", partial) from error
-        _hide_parameter_cells(running)
+        _tag_machinery(running)
         running.chmod(0o644)
     failed.unlink(missing_ok=True)
     return output
@@ -319,7 +345,6 @@ def execute_notebooks(config: cfg.RunConfig, force: bool = False, notebooks: Ite
     out.mkdir(parents=True, exist_ok=True)
     params = notebook_parameters(config)
     run_dir = root / config.run_dir
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     results = []
     for position, source in enumerate(sources):
         if source not in selected:

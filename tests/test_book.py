@@ -169,12 +169,13 @@ def test_execute_skips_unchanged_chapters_and_reruns_what_changed(tmp_path, monk
         run(notebooks=["09"])
 
 
-def test_executed_chapter_hides_parameter_cells(tmp_path):
-    write_chapter(tmp_path / "notebooks", "01_first")
+def test_executed_chapter_removes_parameter_cells_and_collapses_setup(tmp_path):
+    write_chapter(tmp_path / "notebooks", "01_first", extra="# chapter.setup(globals()) stands here")
     book.execute_notebooks(cfg.profile("demo", seed=3), root=tmp_path, progress_bar=False)
     notebook = nbformat.read(tmp_path / "book" / "chapters" / "01_first.ipynb", as_version=4)
     tagged = {tuple(cell.metadata.get("tags", [])) for cell in notebook.cells if cell.cell_type == "code"}
-    assert ("parameters", "hide-input") in tagged and ("injected-parameters", "hide-input") in tagged
+    assert ("parameters", "remove-cell") in tagged and ("injected-parameters", "remove-cell") in tagged
+    assert ("hide-input",) in tagged  # the setup cell: its output (the banner) shows, its code collapses
     injected = next(c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert 'profile = "demo"' in injected.source and "seed = 3" in injected.source
     assert notebook.metadata.kernelspec.name == "cxrdrift"
