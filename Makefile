@@ -21,7 +21,7 @@ book: setup
 	$(BIN)/cxrdrift book --profile demo
 
 check-book: setup
-	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	(command -v chromium && command -v chromedriver) >/dev/null || (apt-get update -q && apt-get install -y -q chromium chromium-driver)
 	$(BIN)/python -m cxrdrift.book_check _build/html _build/screenshots
 
 clean:

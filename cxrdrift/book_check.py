@@ -1,13 +1,16 @@
-"""Open the built book in headless Chromium: a screenshot per page, failing on console errors,
-broken images and missing local files.
+"""Open the built book in headless Chromium, offline: a screenshot per page, failing on console
+errors, broken images, missing local files, any request to another host, log noise or stray return
+values in cell outputs, and an interactive explorer that does not respond.
 
     python -m cxrdrift.book_check _build/html _build/screenshots      (= make check-book)
 
-The HTML folder is served on localhost from a thread; Chromium is driven through the DevTools
-protocol (a websocket, `websocket-client`), which reports console messages, uncaught exceptions and
-failed loads as events, lets us wait until every image has decoded, and takes full-page
-screenshots. Loads of *external* URLs that fail (no network, e.g. a CDN) are reported as warnings,
-not failures: the book must work offline, but a theme's optional CDN script is not a broken page.
+The HTML folder is served on localhost from a thread. Chromium is driven by Selenium through
+Debian's `chromedriver` (`apt-get install chromium chromium-driver`): Selenium starts the browser
+with its own throw-away profile and `quit()` waits for it to exit before that profile is removed,
+so the check never races the browser for its files. The browser's DNS resolves nothing but
+127.0.0.1 (`--host-resolver-rules`), i.e. it sees the book as a reader without a network would;
+every request it *tries* to send elsewhere (read from the performance log) fails the page: the book
+must serve everything it needs itself.
 """
 from __future__ import annotations
 
@@ -17,30 +20,43 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import threading
-import time
-import urllib.request
 from base64 import b64decode
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+DRIVER_NAMES = ("chromedriver", "chromium-driver")
+OFFLINE_RULES = "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--remote-allow-origins=*", "--hide-scrollbars")
-INSTALL_HINT = ("headless Chromium is needed: on Debian/Ubuntu `sudo apt-get update && sudo apt-get "
-                "install -y chromium` (or `chromium-browser`), or set CHROMIUM=/path/to/chrome")
+                  "--disable-dev-shm-usage", "--hide-scrollbars", f"--host-resolver-rules={OFFLINE_RULES}")
+INSTALL_HINT = ("headless Chromium and its driver are needed: on Debian/Ubuntu `sudo apt-get update && "
+                "sudo apt-get install -y chromium chromium-driver`, or set CHROMIUM=/path/to/chrome and "
+                "CHROMEDRIVER=/path/to/chromedriver")
 SKIPPED_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 WIDTH, MAX_HEIGHT = 1280, 12000
 
+# Lines that TensorFlow, absl, oneDNN or CUDA write at start-up: never something a reader should see.
+LOG_NOISE = tuple(re.compile(pattern) for pattern in (
+    r"absl::InitializeLog\(\)",
+    r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\]",       # glog/absl line prefix
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] [\w./-]+:\d+\]",   # TensorFlow's own prefix
+    r"oneDNN custom operations are on",
+    r"This TensorFlow binary is optimized to use available CPU instructions",
+    r"Unable to register cu(DNN|FFT|BLAS) factory",
+    r"TF-TRT Warning",
+))
+# A cell's last value that only says what object it returned (a saved figure's path, a figure).
+STRAY_VALUE = re.compile(r"^\s*(?:(?:Posix|Windows)?Path\(|<(?:Figure size|matplotlib\.|cxrdrift\.))")
+
 # Wait until every image (lazy ones too) has loaded, then list the broken ones.
 _IMAGES_JS = """
-(async () => {
+return (async () => {
   const images = Array.from(document.images);
   images.forEach(i => { i.loading = 'eager'; });
   await Promise.all(images.map(i => i.complete ? null : new Promise(r => {
@@ -50,21 +66,57 @@ _IMAGES_JS = """
 })()
 """
 
+# The text of every cell output as the reader sees it, with its kind (stderr, stdout, text_plain...).
+_OUTPUTS_JS = """
+return Array.from(document.querySelectorAll('.cell_output .output')).map(o => ({
+  kind: Array.from(o.classList).filter(c => c !== 'output' && !c.startsWith('highlight') && c !== 'notranslate').join(' '),
+  text: o.innerText}));
+"""
+
+# An explorer (a `[data-explorer]` element) holds <select> controls and views `[data-view]`, of which
+# exactly one is visible. Change the first control that has a choice; report the visible view before
+# and after, and whether the new view's image has decoded.
+_EXPLORER_JS = """
+const done = arguments[arguments.length - 1];
+const results = [];
+const visible = e => Array.from(e.querySelectorAll('[data-view]')).filter(v => !v.hidden && v.offsetParent !== null);
+const state = e => { const v = visible(e); const img = v.length ? v[0].querySelector('img') : null;
+  return {count: v.length, view: v.length ? v[0].dataset.view : null, text: v.length ? v[0].innerText : '',
+          image: img ? img.src.slice(-64) : null, decoded: !!(img && img.complete && img.naturalWidth > 0)}; };
+for (const e of document.querySelectorAll('[data-explorer]')) {
+  const before = state(e);
+  const control = Array.from(e.querySelectorAll('select')).find(s => s.options.length > 1);
+  if (!control) { results.push({before, after: null, control: null}); continue; }
+  control.selectedIndex = (control.selectedIndex + 1) % control.options.length;
+  control.dispatchEvent(new Event('change', {bubbles: true}));
+  results.push({before, control: control.name || control.id, value: control.value});
+}
+setTimeout(() => { const all = Array.from(document.querySelectorAll('[data-explorer]'));
+  all.forEach((e, i) => { results[i].after = results[i].control === null ? null : state(e); });
+  done(JSON.stringify(results)); }, 300);
+"""
+
 
 class BookCheckError(RuntimeError):
-    """The check could not run (no Chromium, no HTML folder, the browser did not answer)."""
+    """The check could not run (no Chromium or driver, no HTML folder, the browser did not start or
+    stop); the message is one line that says what to do."""
 
 
 @dataclass
 class PageReport:
-    """What one page showed: images, failures (console errors, broken images, missing files)
-    and warnings (failed external loads)."""
+    """What one page showed. `errors` fail the page: console errors, broken images, missing local
+    files, requests to other hosts, log noise, stray values, an explorer that did not respond.
+    `warnings` are shown but pass (stderr output that is not known noise, e.g. a Python warning)."""
 
     page: str
     screenshot: Path | None = None
     images: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    external: list[str] = field(default_factory=list)
+    noise: list[str] = field(default_factory=list)
+    stray: list[str] = field(default_factory=list)
+    explorers: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -73,12 +125,22 @@ class PageReport:
 
 def find_chromium() -> str:
     """The Chromium executable: $CHROMIUM, else the first of CHROMIUM_NAMES on PATH."""
-    candidate = os.environ.get("CHROMIUM")
+    return _find("CHROMIUM", CHROMIUM_NAMES)
+
+
+def find_driver() -> str:
+    """The chromedriver executable: $CHROMEDRIVER, else the first of DRIVER_NAMES on PATH (Selenium
+    is never asked to download one: the check runs offline)."""
+    return _find("CHROMEDRIVER", DRIVER_NAMES)
+
+
+def _find(variable: str, names: Sequence[str]) -> str:
+    candidate = os.environ.get(variable)
     if candidate:
         if shutil.which(candidate):
             return shutil.which(candidate)
-        raise BookCheckError(f"CHROMIUM={candidate} is not an executable; {INSTALL_HINT}")
-    for name in CHROMIUM_NAMES:
+        raise BookCheckError(f"{variable}={candidate} is not an executable; {INSTALL_HINT}")
+    for name in names:
         if shutil.which(name):
             return shutil.which(name)
     raise BookCheckError(INSTALL_HINT)
@@ -132,125 +194,139 @@ def serve(html_dir: Path) -> Iterator[tuple[str, list[str]]]:
         server.server_close()
 
 
-class _DevTools:
-    """A minimal Chrome DevTools Protocol client over one page's websocket."""
-
-    def __init__(self, websocket_url: str, timeout: float) -> None:
-        import websocket
-
-        self.timeout = timeout
-        self.socket = websocket.create_connection(websocket_url, timeout=timeout, suppress_origin=True)
-        self.events: list[dict[str, Any]] = []
-        self.next_id = 0
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        import websocket
-
-        self.next_id += 1
-        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        self.socket.settimeout(self.timeout)
-        while True:
-            try:
-                message = json.loads(self.socket.recv())
-            except websocket.WebSocketTimeoutException:
-                raise BookCheckError(f"Chromium did not answer {method} in {self.timeout:.0f} s") from None
-            if message.get("id") == self.next_id:
-                if "error" in message:
-                    raise BookCheckError(f"DevTools {method}: {message['error'].get('message')}")
-                return message.get("result", {})
-            if "method" in message:
-                self.events.append(message)
-
-    def wait_for(self, event: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(e["method"] == event for e in self.events):
-                return True
-            self.socket.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                message = json.loads(self.socket.recv())
-            except Exception:  # websocket timeout: nothing more arrived
-                return False
-            if "method" in message:
-                self.events.append(message)
-        return False
-
-    def close(self) -> None:
-        self.socket.close()
+def _first_line(error: BaseException) -> str:
+    text = getattr(error, "msg", None) or str(error) or type(error).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 @contextlib.contextmanager
-def chromium(executable: str, timeout: float = 30.0) -> Iterator[_DevTools]:
-    """Start headless Chromium with a throw-away profile; yields a DevTools client of its page."""
-    with tempfile.TemporaryDirectory(prefix="cxrdrift-chromium-") as profile:
-        command = [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                   "--remote-debugging-port=0", f"--window-size={WIDTH},900", "about:blank"]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def browser(executable: str, driver: str, timeout: float = 30.0) -> Iterator[Any]:
+    """Headless, offline Chromium under Selenium; yields the WebDriver. A failure to start or to
+    stop the browser is a one-line BookCheckError; `quit()` waits for the browser to exit and
+    chromedriver then removes the profile it created."""
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = executable
+    for flag in (*CHROMIUM_FLAGS, f"--window-size={WIDTH},900"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    try:
+        session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    except (WebDriverException, OSError) as error:
+        raise BookCheckError(f"could not start Chromium ({executable} via {driver}): {_first_line(error)}") from None
+    session.set_page_load_timeout(timeout)
+    session.set_script_timeout(timeout)
+    failed = False
+    try:
+        yield session
+    except BaseException:
+        failed = True
+        raise
+    finally:
         try:
-            port_file = Path(profile) / "DevToolsActivePort"
-            deadline = time.monotonic() + timeout
-            while not port_file.exists() or not port_file.read_text().strip():
-                if process.poll() is not None:
-                    raise BookCheckError(f"{executable} exited at start ({process.returncode}): "
-                                         + (process.stderr.read() or "")[-800:])
-                if time.monotonic() > deadline:
-                    raise BookCheckError(f"{executable} did not open its DevTools port in {timeout:.0f} s")
-                time.sleep(0.1)
-            port = port_file.read_text().split()[0]
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as reply:
-                targets = json.load(reply)
-            page = next((t for t in targets if t.get("type") == "page"), None)
-            if page is None:
-                raise BookCheckError("Chromium opened no page target")
-            client = _DevTools(page["webSocketDebuggerUrl"], timeout)
-            try:
-                yield client
-            finally:
-                client.close()
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            session.quit()
+        except (WebDriverException, OSError) as error:
+            if not failed:  # an error of the check itself says more than the failed shutdown
+                raise BookCheckError(f"could not stop Chromium: {_first_line(error)}") from None
 
 
 def _is_local(url: str, base: str) -> bool:
-    return not url or url.startswith(base) or url.startswith(("data:", "about:", "blob:"))
+    return not url or url.startswith(base) or url.startswith(("data:", "about:", "blob:", "chrome"))
 
 
-def check_page(client: _DevTools, base: str, page: str, screenshot_dir: Path,
-               timeout: float = 30.0) -> PageReport:
-    """Load one page, wait for its images, screenshot the whole page and collect its problems."""
+def output_problems(outputs: Sequence[dict[str, str]]) -> tuple[list[str], list[str], list[str]]:
+    """(log noise, stray values, other stderr) among a page's cell outputs, each `{kind, text}` as
+    the page shows them (kind e.g. "stderr", "stream", "text_plain")."""
+    noise, stray, stderr = [], [], []
+    for output in outputs:
+        kind, text = output.get("kind", ""), output.get("text", "")
+        lines = [line for line in text.splitlines() if line.strip()]
+        noisy = [line for line in lines if any(pattern.search(line) for pattern in LOG_NOISE)]
+        noise += [line.strip()[:160] for line in noisy]
+        if "stderr" in kind and len(noisy) < len(lines):
+            stderr.append(" / ".join(line.strip() for line in lines if line not in noisy)[:200])
+        if "text_plain" in kind and STRAY_VALUE.match(text):
+            stray.append(text.strip()[:120])
+    return noise, stray, stderr
+
+
+def _explorer_problems(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(passed, failed) descriptions of each explorer's interaction check."""
+    passed, failed = [], []
+    for index, result in enumerate(results, 1):
+        before, after = result["before"], result.get("after")
+        name = f"explorer {index}"
+        if before["count"] != 1 or not before["decoded"]:
+            failed.append(f"{name}: {before['count']} views visible at first, image decoded: {before['decoded']}")
+        elif after is None:
+            failed.append(f"{name}: no control with a choice")
+        elif after["count"] != 1 or after["view"] == before["view"] or after["image"] == before["image"]:
+            failed.append(f"{name}: changing {result['control']} to {result['value']!r} did not change the view "
+                          f"({before['view']} -> {after['view']}, {after['count']} visible)")
+        elif not after["decoded"] or not after["text"].strip():
+            failed.append(f"{name}: the view {after['view']} shows no image or no values")
+        else:
+            passed.append(f"{name}: {result['control']} -> {result['value']!r} changed the view "
+                          f"({before['view']} -> {after['view']})")
+    return passed, failed
+
+
+_CONSOLE = re.compile(r"^\S+ (?:\d+:\d+ )?(.*)$", re.S)
+
+
+def _console_text(message: str) -> str:
+    match = _CONSOLE.match(message)
+    text = match.group(1) if match else message
+    return text[1:-1] if len(text) > 1 and text[0] == text[-1] == '"' else text
+
+
+def check_page(session: Any, base: str, page: str, screenshot_dir: Path, timeout: float = 30.0) -> PageReport:
+    """Load one page, wait for its images, check its outputs and explorers, screenshot it whole."""
+    from selenium.common.exceptions import TimeoutException
+
     report = PageReport(page)
-    client.events.clear()
-    client.call("Page.navigate", url=base + page)
-    if not client.wait_for("Page.loadEventFired", timeout):
+    session.get_log("browser"), session.get_log("performance")  # drop what earlier pages left
+    try:
+        session.get(base + page)
+    except TimeoutException:
         report.errors.append(f"page did not finish loading in {timeout:.0f} s")
-    result = client.call("Runtime.evaluate", expression=_IMAGES_JS, awaitPromise=True, returnByValue=True)
-    images = json.loads(result.get("result", {}).get("value") or '{"count": 0, "broken": []}')
+    images = json.loads(session.execute_script(_IMAGES_JS) or '{"count": 0, "broken": []}')
     report.images = images["count"]
     report.errors += [f"broken image: {src}" for src in images["broken"]]
-    client.wait_for("__settle__", 0.3)  # let late console messages arrive
-    for event in client.events:
-        method, params = event["method"], event.get("params", {})
-        if method == "Runtime.exceptionThrown":
-            details = params.get("exceptionDetails", {})
-            text = details.get("exception", {}).get("description") or details.get("text", "")
-            report.errors.append(f"uncaught exception: {text.splitlines()[0] if text else '?'}")
-        elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
-            report.errors.append(f"console.{params['type']}: {text}")
-        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-            entry = params["entry"]
-            message = f"{entry.get('text', '')} {entry.get('url', '')}".strip()
-            (report.errors if _is_local(entry.get("url", ""), base) else report.warnings).append(message)
-    height = client.call("Page.getLayoutMetrics").get("cssContentSize", {}).get("height", 900)
-    client.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=int(min(max(height, 900), MAX_HEIGHT)),
-                deviceScaleFactor=1, mobile=False)
-    shot = client.call("Page.captureScreenshot", format="png")
-    client.call("Emulation.clearDeviceMetricsOverride")
+    report.noise, report.stray, stderr = output_problems(session.execute_script(_OUTPUTS_JS) or [])
+    report.errors += [f"log noise in an output: {line}" for line in report.noise]
+    report.errors += [f"stray return value in an output: {text}" for text in report.stray]
+    report.warnings += [f"stderr output: {text}" for text in stderr]
+    if session.execute_script("return document.querySelectorAll('[data-explorer]').length"):
+        passed, failed = _explorer_problems(json.loads(session.execute_async_script(_EXPLORER_JS)))
+        report.explorers, report.errors = passed, report.errors + failed
+    for entry in session.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if not _is_local(url, base) and url not in report.external:
+                report.external.append(url)
+    report.errors += [f"request to another host: {url}" for url in report.external]
+    for entry in session.get_log("browser"):
+        if entry.get("level") != "SEVERE":
+            continue
+        source, text = entry.get("source", ""), entry.get("message", "")
+        if source == "network":
+            url = text.split(" ", 1)[0]
+            if _is_local(url, base):
+                report.errors.append(f"failed load: {text}")
+        elif source == "console-api":
+            report.errors.append(f"console.error: {_console_text(text)}")
+        else:
+            report.errors.append(f"uncaught exception: {_console_text(text).splitlines()[0]}")
+    height = session.execute_cdp_cmd("Page.getLayoutMetrics", {}).get("cssContentSize", {}).get("height", 900)
+    session.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": WIDTH, "height": int(min(max(height, 900), MAX_HEIGHT)), "deviceScaleFactor": 1, "mobile": False})
+    shot = session.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    session.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     target = screenshot_dir / (page.removesuffix(".html").replace("/", "__") + ".png")
     target.write_bytes(b64decode(shot["data"]))
     report.screenshot = target
@@ -259,24 +335,32 @@ def check_page(client: _DevTools, base: str, page: str, screenshot_dir: Path,
 
 def check_book(html_dir: str | Path, screenshot_dir: str | Path, pages: Sequence[str] | None = None,
                timeout: float = 30.0) -> list[PageReport]:
-    """Serve `html_dir`, open every page (or `pages`) in headless Chromium, save a screenshot of
-    each into `screenshot_dir`, and report console errors, broken images and missing files."""
+    """Serve `html_dir`, open every page (or `pages`) in offline headless Chromium, save a
+    screenshot of each into `screenshot_dir`, and report what each page got wrong."""
     html_dir, screenshot_dir = Path(html_dir), Path(screenshot_dir)
     if not (html_dir / "index.html").exists():
         raise BookCheckError(f"{html_dir} holds no built book (no index.html); run `make book` first")
-    executable = find_chromium()
+    executable, driver = find_chromium(), find_driver()
     screenshot_dir.mkdir(parents=True, exist_ok=True)
     pages = list(pages) if pages is not None else book_pages(html_dir)
     reports = []
-    with serve(html_dir) as (base, missing), chromium(executable, timeout) as client:
-        for domain in ("Page", "Runtime", "Log"):
-            client.call(f"{domain}.enable")
+    with serve(html_dir) as (base, missing), browser(executable, driver, timeout) as session:
         for page in pages:
             missing.clear()
-            report = check_page(client, base, page, screenshot_dir, timeout)
+            report = check_page(session, base, page, screenshot_dir, timeout)
             report.errors += [f"missing file: {request}" for request in missing]
             reports.append(report)
     return reports
+
+
+def summary(reports: Sequence[PageReport]) -> dict[str, int]:
+    """The check's counts over all pages."""
+    return {"pages": len(reports), "passed": sum(r.ok for r in reports),
+            "external_requests": sum(len(r.external) for r in reports),
+            "log_noise_outputs": sum(len(r.noise) for r in reports),
+            "stray_values": sum(len(r.stray) for r in reports),
+            "explorer_checks_passed": sum(len(r.explorers) for r in reports),
+            "images": sum(r.images for r in reports)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,10 +380,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in report.errors:
             print(f"     error: {line}")
         for line in report.warnings:
-            print(f"     warning (external): {line}")
-    failed = [r.page for r in reports if not r.ok]
-    print(f"{len(reports) - len(failed)}/{len(reports)} pages passed; screenshots in {args.screenshot_dir}")
-    return 1 if failed else 0
+            print(f"     warning: {line}")
+        for line in report.explorers:
+            print(f"     {line}")
+    counts = summary(reports)
+    print(f"{counts['passed']}/{counts['pages']} pages passed; {counts['external_requests']} external requests, "
+          f"{counts['log_noise_outputs']} log-noise outputs, {counts['stray_values']} stray return values, "
+          f"{counts['explorer_checks_passed']} explorer interaction checks passed, {counts['images']} images; "
+          f"screenshots in {args.screenshot_dir}")
+    return 0 if counts["passed"] == counts["pages"] else 1
 
 
 if __name__ == "__main__":

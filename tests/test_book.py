@@ -326,7 +326,7 @@ def test_build_book_renders_banner_admonition_and_citations(tmp_path):
 def test_book_check_flags_console_errors_and_broken_images(tmp_path):
     from cxrdrift import book_check
 
-    pytest.importorskip("websocket")
+    pytest.importorskip("selenium")
     try:
         book_check.find_chromium()
     except book_check.BookCheckError:
