@@ -328,9 +328,9 @@ def test_book_check_flags_console_errors_and_broken_images(tmp_path):
 
     pytest.importorskip("selenium")
     try:
-        book_check.find_chromium()
+        book_check.find_chromium(), book_check.find_driver()
     except book_check.BookCheckError:
-        pytest.skip("no Chromium on this machine")
+        pytest.skip("no Chromium and chromedriver on this machine")
     html = tmp_path / "html"
     (html / "img").mkdir(parents=True)
     (html / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=good.html" />')
