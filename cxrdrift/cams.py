@@ -33,10 +33,13 @@ from tqdm.auto import tqdm
 from . import data, metrics
 from .artifacts import RunPaths, read_npz, write_npz
 from .config import CAM_METHODS, RunConfig
-from .models import TARGET_LAYERS, build_model, check_architecture
+from .models import EARLIER_LAYERS, TARGET_LAYERS, build_model, check_architecture
 
 DEGENERATE_SPAN = 1e-12
 _STAMP_KEY = "stamp"
+PAPER_DEPTH = "target"
+DEPTHS = {PAPER_DEPTH: TARGET_LAYERS, "earlier": EARLIER_LAYERS}  # named depths -> layer per architecture
+DEPTH_LABELS = {PAPER_DEPTH: "paper's layer", "earlier": "earlier layer"}
 
 
 class CamError(ValueError):
@@ -104,79 +107,108 @@ def _layer_error(model: keras.Model, layer_name: str) -> CamError:
 
 
 class FusedCamPass:
-    """Activations and target-logit gradients at one layer, compiled once per (model, layer); the
-    maps of any method set are derived from that pair by a second, small compiled function."""
+    """Activations and target-logit gradients at one or more layers from one forward and one
+    backward pass, compiled once per (model, layers); the maps of any method set are derived from
+    those pairs by a second, small compiled function.
 
-    def __init__(self, model: keras.Model, layer_name: str) -> None:
+    Gradients at several layers come from a single `tape.gradient` call, so the backward pass
+    runs once, down to the earliest of them; a layer closer to the input only lengthens it."""
+
+    def __init__(self, model: keras.Model, layer_names: str | Sequence[str]) -> None:
         if len(model.inputs) != 1:
             raise CamError(f"model {model.name!r} has {len(model.inputs)} inputs; the CAM engine takes one image input")
         if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
             shapes = [tuple(output.shape) for output in model.outputs]
             raise CamError(f"model {model.name!r} must have one 2-D logits output (batch, classes), "
                            f"got outputs of shape {shapes}")
-        try:
-            layer = model.get_layer(layer_name)
-        except ValueError:
-            raise _layer_error(model, layer_name) from None
-        if len(layer.output.shape) != 4:
-            raise CamError(f"layer {layer_name!r} outputs shape {tuple(layer.output.shape)}; CAMs need a "
-                           "4-D (batch, height, width, channels) feature map")
-        self.layer_name = layer_name
+        names = (layer_names,) if isinstance(layer_names, str) else tuple(layer_names)
+        if not names or len(set(names)) < len(names):
+            raise CamError(f"give one or more distinct layer names, got {list(names)}")
+        layers = [_feature_layer(model, name) for name in names]
+        self.layer_names = names
         self.num_classes = int(model.outputs[0].shape[-1])
         self.input_shape = tuple(model.inputs[0].shape[1:])
-        self.map_shape = tuple(int(d) for d in layer.output.shape[1:3])
-        features = keras.Model(model.inputs[0], [layer.output, model.outputs[0]])
-        channels = int(layer.output.shape[-1])
+        self.map_shapes = {name: tuple(int(d) for d in layer.output.shape[1:3]) for name, layer in zip(names, layers)}
+        features = keras.Model(model.inputs[0], [*(layer.output for layer in layers), model.outputs[0]])
 
         @tf.function(input_signature=(tf.TensorSpec((None, *self.input_shape), tf.float32),
                                       tf.TensorSpec((None,), tf.int32)))
-        def activations_and_gradients(images: tf.Tensor, class_indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def activations_and_gradients(images: tf.Tensor, class_indices: tf.Tensor) -> tuple:
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(images)
-                activations, logits = features(images, training=False)
+                *activations, logits = features(images, training=False)
                 target = tf.reduce_sum(tf.gather(logits, class_indices, axis=1, batch_dims=1))
-            gradients = tape.gradient(target, activations)
-            return tf.cast(activations, tf.float32), tf.cast(gradients, tf.float32)
+            gradients = tape.gradient(target, activations)  # one backward pass for every layer
+            return tuple((tf.cast(a, tf.float32), tf.cast(g, tf.float32)) for a, g in zip(activations, gradients))
 
         self._pass = activations_and_gradients
-        self._pair_spec = tf.TensorSpec((None, *self.map_shape, channels), tf.float32)
+        self._pair_specs = tuple((spec, spec) for spec in (
+            tf.TensorSpec((None, *self.map_shapes[name], int(layer.output.shape[-1])), tf.float32)
+            for name, layer in zip(names, layers)))
         self._derivers: dict[tuple[tuple[str, ...], bool], Callable] = {}
 
+    @property
+    def layer_name(self) -> str:
+        """The first layer (the only one of a single-layer pass)."""
+        return self.layer_names[0]
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        return self.map_shapes[self.layer_name]
+
     def _deriver(self, methods: tuple[str, ...], alpha_norm: bool) -> Callable:
-        """The compiled map formulas of `methods` on (A, g); small, so cheap to trace per method set."""
+        """The compiled map formulas of `methods` on every layer's (A, g); small, so cheap to trace."""
         key = (methods, alpha_norm)
         if key not in self._derivers:
             formulas = {name: _method(name, alpha_norm) for name in methods}
             self._derivers[key] = tf.function(
-                lambda activations, gradients: {name: formula(activations, gradients)
-                                                for name, formula in formulas.items()},
-                input_signature=(self._pair_spec, self._pair_spec))
+                lambda pairs: tuple({name: formula(a, g) for name, formula in formulas.items()} for a, g in pairs),
+                input_signature=(self._pair_specs,))
         return self._derivers[key]
+
+    def run_layers(self, batches: Iterable[tuple[np.ndarray, np.ndarray]], methods: Sequence[str],
+                   alpha_norm: bool = False) -> dict[str, dict[str, np.ndarray]]:
+        """Raw maps (N, h, w) float32 per layer and method over (images, class_indices) batches."""
+        methods = check_methods(methods)
+        derive = self._deriver(methods, bool(alpha_norm))
+        chunks = {layer: {name: [] for name in methods} for layer in self.layer_names}
+        for images, class_indices in batches:
+            out = derive(self._pass(tf.convert_to_tensor(images, tf.float32),
+                                    tf.convert_to_tensor(class_indices, tf.int32)))
+            for layer, maps in zip(self.layer_names, out):
+                for name in methods:
+                    chunks[layer][name].append(maps[name].numpy())
+        return {layer: {name: np.concatenate(parts) if parts else np.zeros((0, *self.map_shapes[layer]), np.float32)
+                        for name, parts in per_method.items()}
+                for layer, per_method in chunks.items()}
 
     def run(self, batches: Iterable[tuple[np.ndarray, np.ndarray]], methods: Sequence[str],
             alpha_norm: bool = False) -> dict[str, np.ndarray]:
-        """Raw maps (N, h, w) float32 per method over (images, class_indices) batches."""
-        methods = check_methods(methods)
-        derive = self._deriver(methods, bool(alpha_norm))
-        chunks: dict[str, list[np.ndarray]] = {name: [] for name in methods}
-        for images, class_indices in batches:
-            out = derive(*self._pass(tf.convert_to_tensor(images, tf.float32),
-                                     tf.convert_to_tensor(class_indices, tf.int32)))
-            for name in methods:
-                chunks[name].append(out[name].numpy())
-        empty = np.zeros((0, *self.map_shape), np.float32)
-        return {name: np.concatenate(parts) if parts else empty for name, parts in chunks.items()}
+        """Raw maps (N, h, w) float32 per method at the first layer."""
+        return self.run_layers(batches, methods, alpha_norm)[self.layer_name]
 
 
-_PASSES: "weakref.WeakKeyDictionary[keras.Model, dict[str, FusedCamPass]]" = weakref.WeakKeyDictionary()
+def _feature_layer(model: keras.Model, layer_name: str) -> keras.layers.Layer:
+    try:
+        layer = model.get_layer(layer_name)
+    except ValueError:
+        raise _layer_error(model, layer_name) from None
+    if len(layer.output.shape) != 4:
+        raise CamError(f"layer {layer_name!r} outputs shape {tuple(layer.output.shape)}; CAMs need a "
+                       "4-D (batch, height, width, channels) feature map")
+    return layer
 
 
-def fused_pass(model: keras.Model, layer_name: str) -> FusedCamPass:
-    """The cached fused pass of `model` at `layer_name` (built and compiled once)."""
+_PASSES: "weakref.WeakKeyDictionary[keras.Model, dict[tuple[str, ...], FusedCamPass]]" = weakref.WeakKeyDictionary()
+
+
+def fused_pass(model: keras.Model, layer_names: str | Sequence[str]) -> FusedCamPass:
+    """The cached fused pass of `model` at `layer_names` (one name or several; built and compiled once)."""
+    key = (layer_names,) if isinstance(layer_names, str) else tuple(layer_names)
     per_model = _PASSES.setdefault(model, {})
-    if layer_name not in per_model:
-        per_model[layer_name] = FusedCamPass(model, layer_name)
-    return per_model[layer_name]
+    if key not in per_model:
+        per_model[key] = FusedCamPass(model, key)
+    return per_model[key]
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
@@ -201,7 +233,16 @@ def compute_cams(model: keras.Model, images: np.ndarray, class_indices: Sequence
 
     `images` are preprocessed model inputs (N, H, W, C); `class_indices` the target class of each.
     """
-    passer = fused_pass(model, layer_name)
+    return compute_layer_cams(model, images, class_indices, (layer_name,), methods, alpha_norm,
+                              batch_size)[layer_name]
+
+
+def compute_layer_cams(model: keras.Model, images: np.ndarray, class_indices: Sequence[int],
+                       layer_names: Sequence[str], methods: Sequence[str] = CAM_METHODS,
+                       alpha_norm: bool = False, batch_size: int = 32) -> dict[str, dict[str, np.ndarray]]:
+    """Raw maps (N, h, w) float32 per layer and method, every layer from the same forward and
+    backward pass of each batch (see `compute_cams`)."""
+    passer = fused_pass(model, layer_names)
     methods = check_methods(methods)
     images = np.asarray(images, np.float32)
     class_indices = np.asarray(class_indices)
@@ -219,7 +260,8 @@ def compute_cams(model: keras.Model, images: np.ndarray, class_indices: Sequence
                        f"{passer.num_classes} classes")
     if batch_size < 1:
         raise CamError(f"batch_size must be positive, got {batch_size}")
-    return passer.run(_array_batches(images, class_indices.astype(np.int32), batch_size), methods, alpha_norm)
+    return passer.run_layers(_array_batches(images, class_indices.astype(np.int32), batch_size), methods,
+                             alpha_norm)
 
 
 # -- post-processing ---------------------------------------------------------------------------
@@ -277,10 +319,12 @@ def _files_digest(samples: pd.DataFrame) -> str:
 
 
 def _stamp(config: RunConfig, arch: str, epoch: int, images_digest: str, weights: Path) -> str:
-    """What determines one CAM file: methods, alpha_norm, the samples' images, input size, checkpoint."""
+    """What determines one CAM file: layers, methods, alpha_norm, the samples' images, input size,
+    checkpoint."""
     info = weights.stat()
     return json.dumps({
-        "arch": arch, "epoch": epoch, "layer": _target_layer(arch), "methods": list(config.cam_methods),
+        "arch": arch, "epoch": epoch, "layers": list(cam_layers(config, arch).values()),
+        "methods": list(config.cam_methods),
         "alpha_norm": config.alpha_norm, "image_size": config.image_size, "images": images_digest,
         "weights": {"name": weights.name, "size": info.st_size, "mtime_ns": info.st_mtime_ns},
     }, sort_keys=True)
@@ -291,11 +335,44 @@ def _target_layer(arch: str) -> str:
     return TARGET_LAYERS[arch]
 
 
-def _warn_if_single_cell(model: keras.Model, layer: str, image_size: int) -> None:
-    shape = tuple(model.get_layer(layer).output.shape[1:3])
-    if shape == (1, 1):
-        warnings.warn(f"{model.name}'s {layer} is 1x1 at {image_size} px: every map is constant, so all "
-                      "are degenerate (NaN); use a larger image_size", stacklevel=3)
+def layer_of(arch: str, depth: str) -> str:
+    """The layer of `arch` at `depth`: a named depth ('target', 'earlier') or a layer name itself."""
+    check_architecture(arch)
+    return DEPTHS[depth][arch] if depth in DEPTHS else depth
+
+
+def cam_layers(config: RunConfig, arch: str) -> dict[str, str]:
+    """Depth -> layer name of `arch` for every depth in `config.cam_layers`, the paper's first."""
+    depths = [PAPER_DEPTH, *(d for d in config.cam_layers if d != PAPER_DEPTH)]
+    layers = {depth: layer_of(arch, depth) for depth in depths}
+    if len(set(layers.values())) < len(layers):
+        raise CamError(f"cam_layers={list(config.cam_layers)} name the same layer of {arch} twice: {layers}")
+    return layers
+
+
+def depth_label(depth: str) -> str:
+    """How the book names a depth in a heading: "paper's layer", "earlier layer", or the layer's name."""
+    return DEPTH_LABELS.get(depth, depth)
+
+
+def depth_phrase(depth: str) -> str:
+    """How a sentence names a depth: "the paper's layer", "the earlier layer", "layer mixed8"."""
+    return f"the {DEPTH_LABELS[depth]}" if depth in DEPTH_LABELS else f"layer {depth}"
+
+
+def map_key(method: str, layer: str, arch: str) -> str:
+    """The key of `method`'s maps at `layer` in a CAM file: the method's name alone at the paper's
+    layer (files keep the shape they had before more depths), `method@layer` elsewhere."""
+    return method if layer == TARGET_LAYERS[arch] else f"{method}@{layer}"
+
+
+def check_layers(model: keras.Model, layers: Iterable[str], image_size: int) -> None:
+    """CamError (with close names) for a layer `model` lacks; a warning for a 1x1 grid."""
+    for layer in layers:
+        shape = tuple(_feature_layer(model, layer).output.shape[1:3])
+        if shape == (1, 1):
+            warnings.warn(f"{model.name}'s {layer} is 1x1 at {image_size} px: every map is constant, so all "
+                          "are degenerate (NaN); use a larger image_size", stacklevel=3)
 
 
 def _stored_stamp(path: Path) -> str | None:
@@ -315,7 +392,7 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
     images_digest = _files_digest(samples)
     written = []
     for arch in config.architectures:
-        layer = _target_layer(arch)
+        layers = cam_layers(config, arch)
         model = None
         for epoch in config.cam_epoch_list():
             target, weights = paths.cams(arch, epoch), paths.weights(arch, epoch)
@@ -327,25 +404,37 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
                 continue
             if model is None:
                 model = build_model(arch, config.image_size, None)
-                _warn_if_single_cell(model, layer, config.image_size)
+                check_layers(model, layers.values(), config.image_size)
             model.load_weights(weights)
             dataset = data.make_dataset(samples, arch, config.image_size, config.cam_batch_size,
                                         with_labels=True)
             batches = tqdm(dataset.as_numpy_iterator(), desc=f"CAMs {arch} epoch {epoch}",
                            total=-(-len(samples) // config.cam_batch_size), unit="batch")
-            maps = fused_pass(model, layer).run(batches, config.cam_methods, config.alpha_norm)
-            write_npz(target, {"sample_id": sample_ids, **maps, _STAMP_KEY: np.array(stamp)})
+            maps = fused_pass(model, tuple(layers.values())).run_layers(batches, config.cam_methods,
+                                                                        config.alpha_norm)
+            write_npz(target, {"sample_id": sample_ids,
+                               "layers": np.array(list(layers.values())), "depths": np.array(list(layers)),
+                               **{map_key(method, layer, arch): array for layer, per_method in maps.items()
+                                  for method, array in per_method.items()},
+                               _STAMP_KEY: np.array(stamp)})
     return written
 
 
-def load_cams(config: RunConfig, arch: str, epoch: int) -> dict[str, np.ndarray]:
-    """`sample_id` and the raw maps per method of one CAM file (loaded without pickle)."""
+def load_cams(config: RunConfig, arch: str, epoch: int, depth: str = PAPER_DEPTH) -> dict[str, np.ndarray]:
+    """`sample_id` and the raw maps per method at `depth` (default the paper's layer) of one CAM
+    file, loaded without pickle; the file's `layers` names every layer it holds."""
     path = RunPaths.of(config).cams(arch, epoch)
     if not path.exists():
         raise CamError(f"{path} is missing: run the CAM stage first")
     arrays = read_npz(path)
-    arrays.pop(_STAMP_KEY, None)
-    return arrays
+    layer = layer_of(arch, depth)
+    held = [str(name) for name in arrays.get("layers", [TARGET_LAYERS[arch]])]
+    if layer not in held:
+        raise CamError(f"{path} holds maps at {', '.join(held)}, not at {layer} ({depth!r}): add "
+                       f"{depth!r} to cam_layers and rerun the CAM stage")
+    maps = {method: arrays[map_key(method, layer, arch)] for method in CAM_METHODS
+            if map_key(method, layer, arch) in arrays}
+    return {"sample_id": arrays["sample_id"], **maps}
 
 
 # -- what the chapters show -----------------------------------------------------------------------
@@ -371,9 +460,10 @@ def _method_maps(cams_file: dict[str, np.ndarray], method: str, where: str) -> n
 
 
 def compared_examples(config: RunConfig, arch: str, method: str, per_class: int = 1,
-                      seed: int = 0) -> CamExamples:
-    """`per_class` mapped test samples of each class with their maps at the two compared epochs."""
-    early, late = (load_cams(config, arch, epoch) for epoch in config.compared_epochs)
+                      seed: int = 0, depth: str = PAPER_DEPTH) -> CamExamples:
+    """`per_class` mapped test samples of each class with their maps at the two compared epochs,
+    at `depth` (the same samples at every depth for the same `seed`)."""
+    early, late = (load_cams(config, arch, epoch, depth) for epoch in config.compared_epochs)
     test = data.prepare(config).split("test")
     common = np.intersect1d(early["sample_id"], late["sample_id"])
     rows = data.examples_per_class(test[test["sample_id"].isin(common)], per_class, seed)
@@ -386,6 +476,20 @@ def compared_examples(config: RunConfig, arch: str, method: str, per_class: int 
                                 size))
     return CamExamples(arch, method, config.compared_epochs, ids, rows["label"].tolist(),
                        data.load_images(rows, config.image_size), maps[0], maps[1])
+
+
+def layer_table(config: RunConfig, epoch: int | None = None) -> pd.DataFrame:
+    """Per architecture and depth of `cam_layers`: the layer, whether it is the paper's, and the
+    grid its stored maps have at `epoch` (default the later compared one)."""
+    epoch = config.late_epoch if epoch is None else epoch
+    rows = []
+    for arch in config.architectures:
+        for depth, layer in cam_layers(config, arch).items():
+            maps = load_cams(config, arch, epoch, depth)
+            shape = next((maps[m].shape[1:] for m in config.cam_methods if m in maps), None)
+            rows.append({"arch": arch, "depth": depth, "layer": layer, "paper_layer": depth == PAPER_DEPTH,
+                         "grid": f"{shape[0]}×{shape[1]}" if shape else "n/a"})
+    return pd.DataFrame(rows, columns=["arch", "depth", "layer", "paper_layer", "grid"])
 
 
 def degenerate_table(config: RunConfig) -> pd.DataFrame:

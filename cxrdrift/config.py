@@ -118,6 +118,11 @@ class RunConfig:
     alpha_norm: bool = _knob(
         False, ASSUMED + " (the paper's distinct InceptionV3 numbers point to the un-normalized form)",
         "Grad-CAM++: divide alpha by its spatial sum, as the authors' code and tf-keras-vis do.")
+    cam_layers: tuple[str, ...] = _knob(
+        ("target",), PAPER + " §3.2 (one layer per backbone, the last before pooling); more depths beyond the paper",
+        "Depths the CAMs are taken at, all from the same pass: 'target' (the paper's layer, always "
+        "needed), 'earlier' (the last layer before the backbone's last down-sampling, a grid twice as "
+        "fine: models.EARLIER_LAYERS), or a layer name every architecture of the run has.")
     # -- drift metrics ------------------------------------------------------------------------
     threshold: float = _knob(0.5, ASSUMED + " (value lost in extraction)",
                              "Overlap IoU threshold tau on [0, 1]-normalized maps.")
@@ -162,6 +167,9 @@ class RunConfig:
             raise ConfigError("architectures must name at least one backbone")
         if not self.cam_methods:
             raise ConfigError("cam_methods must name at least one method")
+        if "target" not in self.cam_layers or len(set(self.cam_layers)) < len(self.cam_layers):
+            raise ConfigError(f"cam_layers={list(self.cam_layers)} must be distinct and include 'target' "
+                              "(the paper's layer, which chapters 4-7 show)")
         if self.seed in self.replicate_seeds or len(set(self.replicate_seeds)) < len(self.replicate_seeds):
             raise ConfigError(f"replicate_seeds={list(self.replicate_seeds)} must be distinct and differ from "
                               f"seed={self.seed}: a replicate with the same seed is the same run")
@@ -312,6 +320,9 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 16,
         "save_epochs": "compared",
         "bootstrap_samples": 500,
+        # the paper's layer and the one before the last down-sampling (chapter 08): 3x3/4x4/2x2 and
+        # 7x7/7x7/5x5 grids at 112 px, from the same pass
+        "cam_layers": ("target", "earlier"),
     },
     # The smallest run that passes through every stage; what CI executes.
     "smoke": {
@@ -339,6 +350,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         # every epoch's maps (3 here), so CI runs chapter 08's drift across epochs end to end
         "cam_epochs": "all",
         "bootstrap_samples": 50,
+        # both depths, so CI runs the multi-layer maps end to end
+        "cam_layers": ("target", "earlier"),
     },
 }
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 import keras
 
 from cxrdrift import cams
-from cxrdrift.models import TARGET_LAYERS, build_model
+from cxrdrift.models import EARLIER_LAYERS, TARGET_LAYERS, build_model
 
 tkv_scores = pytest.importorskip("tf_keras_vis.utils.scores")
 from tf_keras_vis.gradcam import Gradcam  # noqa: E402
@@ -63,7 +63,7 @@ def test_hand_computed_maps() -> None:
 def small_model() -> keras.Model:
     keras.utils.set_random_seed(1)
     inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="early")(inputs)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.Conv2D(6, 3, strides=2, padding="same", name="features")(x)  # may be negative
     x = keras.layers.Conv2D(5, 1, activation="relu")(x)
@@ -123,6 +123,54 @@ def test_batching_does_not_change_maps(small_model, small_batch) -> None:
             np.testing.assert_allclose(parts[name], whole[name], rtol=1e-5, atol=1e-6)
     single = cams.compute_cams(small_model, images[:1], classes[:1], "features", methods=["layercam"])
     np.testing.assert_allclose(single["layercam"][0], whole["layercam"][0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha_norm", [False, True])
+def test_two_layers_from_one_pass(small_model, small_batch, alpha_norm) -> None:
+    """Maps at an earlier layer (16x16, before the stride) and the last one (8x8) from one pass:
+    each equals its own single-layer pass and the NumPy closed form at that layer."""
+    images, classes = small_batch
+    both = cams.compute_layer_cams(small_model, images, classes, ("features", "early"), alpha_norm=alpha_norm,
+                                   batch_size=3)
+    assert list(both) == ["features", "early"]
+    assert both["features"]["layercam"].shape == (7, 8, 8) and both["early"]["layercam"].shape == (7, 16, 16)
+    for layer, maps in both.items():
+        alone = cams.compute_cams(small_model, images, classes, layer, alpha_norm=alpha_norm)
+        expected = numpy_reference(small_model, layer, images, classes, alpha_norm)
+        for name in cams.CAM_METHODS:
+            np.testing.assert_allclose(maps[name], alone[name], rtol=1e-5, atol=1e-6, err_msg=f"{layer} {name}")
+            scale = np.abs(expected[name]).max()
+            np.testing.assert_allclose(maps[name], expected[name], atol=1e-5 * scale, rtol=1e-4,
+                                       err_msg=f"{layer} {name}")
+    assert cams.fused_pass(small_model, ("features", "early")).map_shapes == {"features": (8, 8), "early": (16, 16)}
+
+
+def test_earlier_layer_matches_tf_keras_vis_small_model(small_model, small_batch) -> None:
+    images, classes = small_batch
+    ours = cams.compute_layer_cams(small_model, images, classes, ("features", "early"), alpha_norm=True)["early"]
+    assert_agree_after_postprocess(ours, tf_keras_vis_maps(small_model, "early", images, classes), (16, 16))
+
+
+def test_layer_errors(small_model, small_batch) -> None:
+    images, classes = small_batch
+    with pytest.raises(cams.CamError, match="no layer named 'erly'.*early"):
+        cams.compute_layer_cams(small_model, images, classes, ("features", "erly"))
+    with pytest.raises(cams.CamError, match="distinct"):
+        cams.compute_layer_cams(small_model, images, classes, ("features", "features"))
+    with pytest.raises(cams.CamError, match="distinct"):
+        cams.compute_layer_cams(small_model, images, classes, ())
+    with pytest.raises(ValueError, match="unknown architecture"):
+        cams.layer_of("VGG16", "earlier")
+    assert cams.layer_of("InceptionV3", "target") == "mixed10" and cams.layer_of("InceptionV3", "earlier") == "mixed7"
+    assert cams.layer_of("InceptionV3", "mixed8") == "mixed8"
+    from cxrdrift.config import profile
+
+    assert cams.cam_layers(profile("smoke"), "DenseNet201") == {"target": "conv5_block32_concat",
+                                                                "earlier": "conv4_block48_concat"}
+    with pytest.raises(cams.CamError, match="same layer of InceptionV3 twice"):
+        cams.cam_layers(profile("smoke", cam_layers="target,mixed10"), "InceptionV3")
+    assert cams.map_key("layercam", "conv5_block3_out", "ResNet50V2") == "layercam"
+    assert cams.map_key("layercam", "conv4_block5_out", "ResNet50V2") == "layercam@conv4_block5_out"
 
 
 def tf_keras_vis_maps(model: keras.Model, layer: str, images: np.ndarray, classes: np.ndarray,
@@ -199,14 +247,19 @@ def backbone_batch(arch: str, size: int, n: int = 3) -> tuple[keras.Model, np.nd
 @pytest.mark.slow
 @pytest.mark.parametrize("arch,size", [("DenseNet201", 64), ("ResNet50V2", 64), ("InceptionV3", 139)])
 def test_real_backbones_match_tf_keras_vis(arch, size) -> None:
+    """The paper's layer and the earlier one, both from one pass, each against tf-keras-vis."""
     model, images, classes = backbone_batch(arch, size)
-    layer = TARGET_LAYERS[arch]
-    ours = cams.compute_cams(model, images, classes, layer, alpha_norm=True)
-    plain = cams.compute_cams(model, images, classes, layer, methods=["gradcampp"])["gradcampp"]
-    for maps in (*ours.values(), plain):
-        assert np.isfinite(maps).all()
-        assert maps.shape[1:] == model.get_layer(layer).output.shape[1:3]
-    assert_agree_after_postprocess(ours, tf_keras_vis_maps(model, layer, images, classes), (size, size))
+    layers = (TARGET_LAYERS[arch], EARLIER_LAYERS[arch])
+    both = cams.compute_layer_cams(model, images, classes, layers, alpha_norm=True)
+    plain = cams.compute_layer_cams(model, images, classes, layers, methods=["gradcampp"])
+    for layer in layers:
+        ours = both[layer]
+        for maps in (*ours.values(), plain[layer]["gradcampp"]):
+            assert np.isfinite(maps).all()
+            assert maps.shape[1:] == model.get_layer(layer).output.shape[1:3]
+        assert_agree_after_postprocess(ours, tf_keras_vis_maps(model, layer, images, classes), (size, size))
+    target, earlier = (model.get_layer(layer).output.shape[1] for layer in layers)
+    assert earlier > target   # the earlier layer's grid is finer
 
 
 @pytest.mark.slow
@@ -266,18 +319,35 @@ def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
     head.kernel.assign(head.kernel * -2.0)
     model.save_weights(paths.weights("ResNet50V2", late))
 
+    assert config.cam_layers == ("target", "earlier")   # the smoke profile maps both depths
     written = cams.run_cam_stage(config)
     assert written == [paths.cams("ResNet50V2", early), paths.cams("ResNet50V2", late)]
     late_maps = cams.load_cams(config, "ResNet50V2", late)
     assert sorted(late_maps) == sorted(["sample_id", *config.cam_methods])
+    from cxrdrift.artifacts import read_npz
+    stored = read_npz(paths.cams("ResNet50V2", late))       # the file names its layers; no pickle needed
+    assert list(stored["layers"]) == ["conv5_block3_out", "conv4_block5_out"]
+    assert list(stored["depths"]) == ["target", "earlier"]
+    finer = cams.load_cams(config, "ResNet50V2", late, "earlier")
+    assert sorted(finer) == sorted(late_maps) and finer["layercam"].shape == (len(kept), 4, 4)
+    np.testing.assert_array_equal(finer["sample_id"], kept)
+    np.testing.assert_array_equal(finer["gradcam"], stored["gradcam@conv4_block5_out"])
+    layer_rows = cams.layer_table(config)
+    assert list(layer_rows[["layer", "paper_layer", "grid"]].itertuples(index=False, name=None)) == [
+        ("conv5_block3_out", True, "2×2"), ("conv4_block5_out", False, "4×4")]
+    with pytest.raises(cams.CamError, match="not at mixed7"):
+        cams.load_cams(config, "ResNet50V2", late, "mixed7")
     np.testing.assert_array_equal(late_maps["sample_id"], kept)
     rows = test[test["sample_id"].isin(kept)]
     images = np.concatenate(list(data.make_dataset(rows, "ResNet50V2", 64, 32, with_labels=False).as_numpy_iterator()))
     expected = cams.compute_cams(model, images, rows["label_index"], "conv5_block3_out",
                                  methods=config.cam_methods)
+    expected_finer = cams.compute_cams(model, images, rows["label_index"], "conv4_block5_out",
+                                       methods=config.cam_methods)
     for name in config.cam_methods:
         assert late_maps[name].dtype == np.float32 and late_maps[name].shape == (len(kept), 2, 2)
         np.testing.assert_allclose(late_maps[name], expected[name], rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(finer[name], expected_finer[name], rtol=1e-4, atol=1e-7)
     assert not np.allclose(cams.load_cams(config, "ResNet50V2", early)["layercam"], late_maps["layercam"])
 
     finished = {p: p.stat().st_mtime_ns for p in written}

@@ -96,3 +96,13 @@ def test_compared_and_saved_epochs():
     # the paper profile maps every epoch (drift across epochs, beyond the paper), which keeps them all
     paper = cfg.profile("paper", data_dir="x", save_epochs="compared")
     assert paper.cam_epoch_list() == paper.saved_epochs() == tuple(range(1, 21))
+
+
+def test_cam_layers_keep_the_paper_layer():
+    paper = cfg.profile("paper", data_dir="/data/cxr")
+    assert paper.cam_layers == ("target",)                    # the paper's layer alone
+    assert cfg.profile("demo").cam_layers == cfg.profile("smoke").cam_layers == ("target", "earlier")
+    assert cfg.profile("smoke", cam_layers="target,mixed8").cam_layers == ("target", "mixed8")
+    for bad in ("earlier", "target,target", ""):
+        with pytest.raises(cfg.ConfigError, match="cam_layers"):
+            cfg.profile("smoke", cam_layers=bad)
