@@ -151,6 +151,13 @@ def ensure_kernel(name: str = KERNEL_NAME) -> None:
             f"--display-name \"{KERNELSPEC['display_name']}\"`") from None
 
 
+def execution_settings() -> dict[str, Any]:
+    """How chapters are executed and tagged, recorded with each chapter: a chapter executed under
+    other settings (e.g. before the kernel kept native log lines out of outputs) runs again."""
+    return {"env": dict(KERNEL_ENV), "arguments": list(KERNEL_ARGUMENTS), "remove": list(PARAMETER_TAGS),
+            "collapse": SETUP_CALL}
+
+
 def _tag_machinery(path: Path) -> None:
     """Remove the parameter cells from the page and collapse the setup cell's input (see
     PARAMETER_TAGS); tags a chapter already sets are kept."""
@@ -297,7 +304,8 @@ def stale_reason(inputs: Mapping[str, Any], output: Path, record: Path, run_dir:
         return "not executed yet"
     previous = read_json(record)
     for key, what in (("source_sha256", "source"), ("parameters", "parameters"), ("config_sha256", "configuration"),
-                      ("kernel", "kernel"), ("upstream", "earlier chapters")):
+                      ("kernel", "kernel"), ("execution", "execution settings"),
+                      ("upstream", "earlier chapters")):
         if previous.get(key) != inputs[key]:
             return f"{what} changed"
     if previous.get("output_sha256") != _sha256(output):
@@ -353,7 +361,7 @@ def execute_notebooks(config: cfg.RunConfig, force: bool = False, notebooks: Ite
         upstream = {p.stem: _sha256(out / f"{p.stem}.ipynb") for p in sources[:position]
                     if (out / f"{p.stem}.ipynb").exists()}
         inputs = {"source_sha256": _sha256(source), "parameters": params, "config_sha256": _config_hash(config),
-                  "kernel": KERNEL_NAME, "upstream": upstream}
+                  "kernel": KERNEL_NAME, "execution": execution_settings(), "upstream": upstream}
         reason = "forced" if force else stale_reason(inputs, output, record, run_dir)
         label = f"[{position + 1}/{len(sources)}] {source.stem:<30}"
         if reason is None:

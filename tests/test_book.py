@@ -158,6 +158,12 @@ def test_execute_skips_unchanged_chapters_and_reruns_what_changed(tmp_path, monk
                                                          progress_bar=False))] == ["parameters changed"] * 2
     assert (tmp_path / "runs" / "demo" / "01_first.txt").read_text() == "demo 0.3"
     assert run(force=True) == [("01_first", "executed", "forced"), ("02_second", "executed", "forced")]
+    # a chapter executed under other execution settings (an older cxrdrift) runs again
+    monkeypatch.setattr(book, "KERNEL_ARGUMENTS", ())
+    assert run(notebooks=["01"]) == [("01_first", "executed", "execution settings changed")]
+    monkeypatch.undo()
+    assert run() == [("01_first", "executed", "execution settings changed"),
+                     ("02_second", "executed", "earlier chapters changed")]
     assert run() == [("01_first", "skipped", "unchanged"), ("02_second", "skipped", "unchanged")]
     # a profile default changed in the code (same parameters): every chapter reruns, the first too
     monkeypatch.setitem(cfg._PROFILE_DEFAULTS, "demo", {**cfg._PROFILE_DEFAULTS["demo"], "bootstrap_samples": 77})
