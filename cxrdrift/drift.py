@@ -4,7 +4,9 @@ Stage 3, `run_true_positive_filter`: `predictions.parquet` -> `true_positives.pa
 Stage 5, `run_drift_stage`: the raw maps of the two compared epochs -> `drift.parquet`, one row
 per (architecture, method, sample) with the four metrics of `cxrdrift.metrics`.
 `table3`, `per_class_table`, `ranking`, `ranking_reversal` and `ranking_uncertainty` read only
-those files.
+those files. With maps at more than one depth (`cam_layers`), drift.parquet holds rows for each,
+marked by `depth` and `layer`; every reader takes the paper's layer unless given another depth,
+and `depth_table` and `depth_ranking` put the depths side by side.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ METHOD_LABELS = {"layercam": "LayerCAM", "gradcampp": "Grad-CAM++", "gradcam": "
 METRIC_LABELS = {"spatial_displacement": "Spatial disp.", "overlap_iou": "Overlap IoU",
                  "pattern_correlation": "Pattern corr.", "concentration_change": "Conc. change"}
 CHUNK = 256  # samples post-processed at once: bounds memory at the paper's 224 px
+PAPER_DEPTH = "target"  # cams.PAPER_DEPTH: the paper's layer
 
 
 class DriftError(ValueError):
@@ -117,11 +120,12 @@ def _rows_of(cams: dict[str, np.ndarray], sample_ids: pd.Series, where: str) -> 
     return positions
 
 
-def epoch_maps(config: RunConfig, arch: str, method: str, epoch: int, sample_ids: Sequence[str]) -> np.ndarray:
-    """Post-processed (N, S, S) maps of `sample_ids` at `epoch`, in that order."""
+def epoch_maps(config: RunConfig, arch: str, method: str, epoch: int, sample_ids: Sequence[str],
+               depth: str = PAPER_DEPTH) -> np.ndarray:
+    """Post-processed (N, S, S) maps of `sample_ids` at `epoch` and `depth`, in that order."""
     from .cams import load_cams, postprocess
 
-    cams = load_cams(config, arch, epoch)
+    cams = load_cams(config, arch, epoch, depth)
     where = f"cams/{arch}/epoch_{epoch:02d}.npz"
     if method not in cams:
         raise DriftError(f"{where} holds no {method!r} maps (it has "
@@ -130,10 +134,10 @@ def epoch_maps(config: RunConfig, arch: str, method: str, epoch: int, sample_ids
     return postprocess(cams[method][rows], (config.image_size, config.image_size))
 
 
-def compared_maps(config: RunConfig, arch: str, method: str,
-                  sample_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def compared_maps(config: RunConfig, arch: str, method: str, sample_ids: Sequence[str],
+                  depth: str = PAPER_DEPTH) -> tuple[np.ndarray, np.ndarray]:
     """Post-processed (N, S, S) maps of `sample_ids` at the earlier and the later compared epoch."""
-    early, late = (epoch_maps(config, arch, method, epoch, sample_ids) for epoch in config.compared_epochs)
+    early, late = (epoch_maps(config, arch, method, epoch, sample_ids, depth) for epoch in config.compared_epochs)
     return early, late
 
 
@@ -145,40 +149,59 @@ def drift_rows(early: np.ndarray, late: np.ndarray, threshold: float) -> pd.Data
                          "degenerate_late": ~np.isfinite(late).all(axis=(1, 2))})
 
 
-def _arch_method_frame(config: RunConfig, arch: str, method: str, samples: pd.DataFrame) -> pd.DataFrame:
+def _arch_method_frame(config: RunConfig, arch: str, method: str, samples: pd.DataFrame,
+                       depth: str = PAPER_DEPTH) -> pd.DataFrame:
+    from .cams import layer_of
+
     parts = []
     for start in range(0, len(samples), CHUNK):  # chunks bound memory; each is vectorized
         chunk = samples.iloc[start:start + CHUNK]
-        early, late = compared_maps(config, arch, method, chunk["sample_id"])
+        early, late = compared_maps(config, arch, method, chunk["sample_id"], depth)
         parts.append(drift_rows(early, late, config.threshold))
     values = pd.concat(parts, ignore_index=True) if parts else drift_rows(
         np.zeros((0, 1, 1)), np.zeros((0, 1, 1)), config.threshold)
     return pd.concat([pd.DataFrame({"arch": arch, "method": method}, index=samples.index),
-                      samples, values.set_index(samples.index)], axis=1)
+                      samples, values.set_index(samples.index),
+                      pd.DataFrame({"depth": depth, "layer": layer_of(arch, depth)}, index=samples.index)],
+                     axis=1)
 
 
 def run_drift_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
-    """Write `drift.parquet`: arch, method, sample_id, label, kept, the four metrics and the
-    degenerate flags, for every architecture and CAM method of the config."""
+    """Write `drift.parquet`: arch, method, sample_id, label, kept, the four metrics, the
+    degenerate flags, and the depth and layer the maps come from, for every architecture, CAM
+    method and depth (`cam_layers`) of the config. `load_drift` gives the paper's layer's rows."""
     paths = RunPaths.of(config)
     inputs = [_require(paths.true_positives, "true-positive filter")]
     inputs += [_require(paths.cams(arch, epoch), "CAM stage")
                for arch in config.architectures for epoch in config.compared_epochs]
-    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "early_epoch", "late_epoch",
-                                         "cam_samples", "image_size", "threshold"])
+    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "cam_layers", "early_epoch",
+                                         "late_epoch", "cam_samples", "image_size", "threshold"])
     if not force and parquet_is_current(paths.drift, stamp):
         return pd.read_parquet(paths.drift)
     samples = mapped_samples(config)
-    frame = pd.concat([_arch_method_frame(config, arch, method, samples)
+    frame = pd.concat([_arch_method_frame(config, arch, method, samples, depth)
+                       for depth in depths(config)
                        for arch in config.architectures for method in config.cam_methods],
                       ignore_index=True)
     write_stamped_parquet(paths.drift, frame, stamp)
     return frame
 
 
-def load_drift(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
-    """drift.parquet's rows for `samples` ('kept' or 'all'; default: what cam_samples mapped)."""
+def depths(config: RunConfig) -> list[str]:
+    """The depths of `config.cam_layers`, the paper's layer first."""
+    return [PAPER_DEPTH, *(d for d in config.cam_layers if d != PAPER_DEPTH)]
+
+
+def load_drift(config: RunConfig, samples: str | None = None, depth: str | None = PAPER_DEPTH) -> pd.DataFrame:
+    """drift.parquet's rows for `samples` ('kept' or 'all'; default: what cam_samples mapped) at
+    `depth` (default the paper's layer, what chapters 4-7 show; None: every depth). A table
+    without a depth column holds the paper's layer only."""
     frame = pd.read_parquet(_require(RunPaths.of(config).drift, "drift stage"))
+    if depth is not None and "depth" in frame.columns:
+        if len(frame) and depth not in set(frame["depth"]):
+            raise DriftError(f"drift.parquet has no rows at depth {depth!r} (it has "
+                             f"{sorted(set(frame['depth']))}): add it to cam_layers and rerun the CAM and drift stages")
+        frame = frame[frame["depth"] == depth]
     if _samples(config, samples) == "kept":
         frame = frame[frame["kept"]]
     return frame.reset_index(drop=True)
@@ -236,19 +259,21 @@ def drift_means(config: RunConfig, frame: pd.DataFrame) -> pd.DataFrame:
     return summary_table(frame, class_weights(config), 1, config.seed)[["method", "arch", "metric", "mean", "n"]]
 
 
-def table3(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
+def table3(config: RunConfig, samples: str | None = None, depth: str = PAPER_DEPTH) -> pd.DataFrame:
     """This run's Table 3 (long form), from drift.parquet, weighted by the whole test set's
-    class counts, with `config.bootstrap_samples` stratified bootstrap resamples."""
-    table = summary_table(load_drift(config, samples), class_weights(config),
+    class counts, with `config.bootstrap_samples` stratified bootstrap resamples, at `depth`
+    (default the paper's layer)."""
+    table = summary_table(load_drift(config, samples, depth), class_weights(config),
                           config.bootstrap_samples, config.seed)
     table.attrs["samples"] = _samples(config, samples)
+    table.attrs["depth"] = depth
     return table
 
 
-def per_class_table(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
-    """Mean, std and n of each metric per method, architecture and class (NaN dropped); a class
-    with test images but no compared one has a row with n = 0 and NaN mean and std."""
-    long = load_drift(config, samples).melt(id_vars=["method", "arch", "label"],
+def per_class_table(config: RunConfig, samples: str | None = None, depth: str = PAPER_DEPTH) -> pd.DataFrame:
+    """Mean, std and n of each metric per method, architecture and class (NaN dropped) at `depth`;
+    a class with test images but no compared one has a row with n = 0 and NaN mean and std."""
+    long = load_drift(config, samples, depth).melt(id_vars=["method", "arch", "label"],
                                             value_vars=list(metrics.DRIFT_METRICS), var_name="metric")
     table = (long.groupby(["method", "arch", "metric", "label"], sort=False)["value"]
              .agg(mean="mean", std=lambda v: v.std(ddof=0), n="count").reset_index())
@@ -425,13 +450,129 @@ PAPER_METHODS = ("layercam", "gradcampp")
 
 
 def ranking_uncertainty_of_run(config: RunConfig, metric: str = "overlap_iou", samples: str | None = None,
-                               methods: Sequence[str] | None = None) -> RankingUncertainty:
-    """`ranking_uncertainty` of this run's drift.parquet (only `methods`, default all) with its
-    class weights and bootstrap size."""
-    drift = load_drift(config, samples)
+                               methods: Sequence[str] | None = None,
+                               depth: str = PAPER_DEPTH) -> RankingUncertainty:
+    """`ranking_uncertainty` of this run's drift.parquet at `depth` (only `methods`, default all)
+    with its class weights and bootstrap size."""
+    drift = load_drift(config, samples, depth)
     if methods is not None:
         drift = drift[drift["method"].isin(list(methods))]
     return ranking_uncertainty(drift, class_weights(config), config.bootstrap_samples, config.seed, metric)
+
+
+# -- evidence at more than one depth ----------------------------------------------------------------
+
+def layer_name(layer: str, depth: str) -> str:
+    """A layer as the book prints it, the paper's marked: 'mixed10 (paper)'."""
+    return f"{layer} (paper)" if depth == PAPER_DEPTH else layer
+
+
+def _layer_columns(config: RunConfig, table: pd.DataFrame, depth: str) -> pd.DataFrame:
+    from .cams import layer_of
+
+    layers = table["arch"].map(lambda arch: layer_of(arch, depth))
+    return table.assign(depth=depth, layer=layers, paper_layer=depth == PAPER_DEPTH)
+
+
+def depth_table(config: RunConfig, samples: str | None = None) -> pd.DataFrame:
+    """`table3` at every depth of `cam_layers`, stacked: depth, layer, paper_layer (True on the
+    paper's layer's rows, which are `table3(config)` itself), then table3's columns."""
+    frames = [_layer_columns(config, table3(config, samples, depth), depth) for depth in depths(config)]
+    table = pd.concat(frames, ignore_index=True)
+    return table[["depth", "layer", "paper_layer", *(c for c in table.columns
+                                                     if c not in ("depth", "layer", "paper_layer"))]]
+
+
+def depth_table_wide(table: pd.DataFrame, with_ci: bool = False, digits: int = 3) -> pd.DataFrame:
+    """`depth_table` in `table3_wide`'s shape with a row per (Method, Architecture, Depth), the
+    depths of each cell together and the paper's layer first, and a Layer column ('(paper)' marks
+    the paper's layer)."""
+    from .cams import depth_label
+
+    parts = {}
+    for depth, group in table.groupby("depth", sort=False):
+        wide = table3_wide(group.drop(columns=["depth", "layer", "paper_layer"]), with_ci, digits)
+        layers = group.drop_duplicates("arch").set_index("arch")["layer"]
+        wide.insert(0, "Layer", [layer_name(layers[arch], depth) for arch in wide.index.get_level_values(1)])
+        parts[depth_label(depth)] = wide
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts, names=["Depth"]).reorder_levels([1, 2, 0])
+    cells = list(dict.fromkeys((m, a) for m, a, _ in out.index))
+    order = sorted(range(len(out)), key=lambda i: (cells.index(out.index[i][:2]), i))
+    return out.iloc[order]
+
+
+@dataclass(frozen=True)
+class DepthRanking:
+    """The ranking of architectures at each depth: the per-method orders, whether they reverse
+    between methods, how often a resample reverses them, and whether the order depends on the depth."""
+
+    reversals: dict[str, RankingReversal]          # depth -> the reversal test at that depth
+    uncertainties: dict[str, RankingUncertainty]   # depth -> its bootstrap
+    metric: str
+
+    def table(self) -> pd.DataFrame:
+        """depth, paper_layer, method, order, reversal between methods, P(reversal) in resamples."""
+        rows = []
+        for depth, reversal in self.reversals.items():
+            testable = sum(len(order) >= 2 for order in reversal.orders.values()) >= 2
+            for method, order in reversal.orders.items():
+                rows.append({"depth": depth, "paper_layer": depth == PAPER_DEPTH, "method": method,
+                             "order": " > ".join(order) or "none scored",
+                             "reversal": reversal.reversed if testable else None,
+                             "P(reversal)": self.uncertainties[depth].reversal_probability})
+        return pd.DataFrame(rows, columns=["depth", "paper_layer", "method", "order", "reversal", "P(reversal)"])
+
+    def changed_orders(self) -> list[str]:
+        """Methods whose order of architectures (two or more scored) differs between two depths."""
+        changed = []
+        methods = dict.fromkeys(m for reversal in self.reversals.values() for m in reversal.orders)
+        for method in methods:
+            orders = [tuple(r.orders.get(method, ())) for r in self.reversals.values()]
+            orders = [order for order in orders if len(order) >= 2]
+            if len(orders) >= 2 and _swapped_pairs(dict(enumerate(map(list, orders)))):
+                changed.append(method)
+        return changed
+
+    def describe(self) -> str:
+        """The verdict: the reversal at each depth, and whether the ranking depends on the layer."""
+        from .cams import depth_phrase
+
+        if len(self.reversals) < 2:
+            return ("This run took maps at the paper's layer only (`cam_layers`); "
+                    "`-p cam_layers target,earlier` adds the layer before the last down-sampling.")
+        parts = [f"At {depth_phrase(depth)}: {reversal.describe()} "
+                 f"{self.uncertainties[depth].describe()}" for depth, reversal in self.reversals.items()]
+        testable = [d for d, r in self.reversals.items()
+                    if sum(len(order) >= 2 for order in r.orders.values()) >= 2]
+        if len(testable) < 2:
+            verdict = "Whether the ranking depends on the layer is not testable in this run."
+        else:
+            held = [d for d in testable if self.reversals[d].reversed]
+            absent = [d for d in testable if not self.reversals[d].reversed]
+            names = lambda chosen: " and ".join(depth_phrase(d) for d in chosen)  # noqa: E731
+            verdict = ("The methods reverse the ranking at every depth" if not absent else
+                       "The methods rank the architectures alike at every depth" if not held else
+                       f"The methods reverse the ranking at {names(held)}, not at {names(absent)}")
+            changed = self.changed_orders()
+            verdict += ("; the order of architectures changes with the layer under "
+                        f"{', '.join(METHOD_LABELS.get(m, m) for m in changed)}." if changed else
+                        "; each method orders the architectures the same way at every depth.")
+        return " ".join(parts + [verdict])
+
+
+def depth_ranking(config: RunConfig, metric: str = "overlap_iou", samples: str | None = None,
+                  methods: Sequence[str] | None = None) -> DepthRanking:
+    """The ranking, its reversal between `methods` (default all) and its bootstrap at every depth."""
+    reversals, uncertainties = {}, {}
+    for depth in depths(config):
+        table = table3(config, samples, depth)
+        if methods is not None:
+            table = table[table["method"].isin(list(methods))]
+        reversals[depth] = ranking_reversal(table, metric)
+        uncertainties[depth] = ranking_uncertainty_of_run(config, metric, samples, methods, depth)
+    return DepthRanking(reversals, uncertainties, metric)
 
 
 # -- samples for figures ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from cxrdrift.artifacts import RunPaths, write_config, write_npz, write_parquet
 from cxrdrift.cams import postprocess
 from cxrdrift.config import profile
 from cxrdrift.data import CLASSES, load_index
+from cxrdrift.models import EARLIER_LAYERS, TARGET_LAYERS
 
 ARCHS = ("DenseNet201", "ResNet50V2")
 METHODS = ("layercam", "gradcampp")
@@ -33,13 +34,15 @@ def run(tmp_path):
     return make_run(tmp_path)
 
 
-def make_run(tmp_path):
-    """A run directory with predictions and raw 3x3 maps for both compared epochs.
+def make_run(tmp_path, earlier: bool = False):
+    """A run directory with predictions and raw 3x3 maps for both compared epochs (with `earlier`,
+    also 6x6 maps at each backbone's earlier layer, stored as the CAM stage stores them).
 
     Sample 0 is misclassified by ResNet50V2 at the late epoch (so it is dropped); sample 1's
     early LayerCAM map is flat (degenerate); sample 2's maps are identical across epochs."""
     config = profile("smoke", run_dir=str(tmp_path / "run"), architectures=ARCHS, cam_methods=METHODS,
-                     cam_epochs="compared", cam_samples="true_positives", image_size=8, bootstrap_samples=50)
+                     cam_epochs="compared", cam_samples="true_positives", image_size=8, bootstrap_samples=50,
+                     cam_layers=("target", "earlier") if earlier else ("target",))
     paths = RunPaths.of(config)
     ids = write_dataset(paths.data)
     labels = [sid.split("/")[1] for sid in ids]
@@ -54,6 +57,7 @@ def make_run(tmp_path):
                              "label_index": li, **logits})
     write_parquet(paths.predictions, pd.DataFrame(rows))
     rng = np.random.default_rng(1)
+    finer_rng = np.random.default_rng(2)   # its own stream: the paper's layer's maps do not depend on `earlier`
     raw = {}
     for arch in ARCHS:
         for epoch in config.compared_epochs:
@@ -63,8 +67,13 @@ def make_run(tmp_path):
         for m in METHODS:
             raw[arch, 3][m][2] = raw[arch, 1][m][2]
         for epoch in config.compared_epochs:  # stored in reverse order: the stage must align by id
-            write_npz(paths.cams(arch, epoch), {"sample_id": np.array(ids[::-1]),
-                                                **{m: a[::-1] for m, a in raw[arch, epoch].items()}})
+            arrays = {"sample_id": np.array(ids[::-1]), **{m: a[::-1] for m, a in raw[arch, epoch].items()}}
+            if earlier:
+                layer = EARLIER_LAYERS[arch]
+                raw[arch, epoch, "earlier"] = {m: finer_rng.random((len(ids), 6, 6)).astype(np.float32) for m in METHODS}
+                arrays |= {f"{m}@{layer}": a[::-1] for m, a in raw[arch, epoch, "earlier"].items()}
+                arrays |= {"layers": np.array([TARGET_LAYERS[arch], layer]), "depths": np.array(["target", "earlier"])}
+            write_npz(paths.cams(arch, epoch), arrays)
     return config, ids, raw
 
 
@@ -258,3 +267,66 @@ def test_explorer_driven_from_python(run):
     assert "Overlap IoU" in explorer.table.value and ids[3] in explorer.figure.get_suptitle()
     assert "ResNet50V2, Grad-CAM++" in explorer.figure.get_suptitle()
     assert explorer._images[ids[3]].shape == (8, 8, 3)
+
+
+def test_drift_at_two_depths(tmp_path):
+    """Maps at the paper's layer and an earlier one: drift.parquet holds both, marked; what chapters
+    4-7 read (the paper's layer) is exactly what a run at that layer alone gives."""
+    config, ids, raw = make_run(tmp_path / "both", earlier=True)
+    drift.run_true_positive_filter(config)
+    frame = drift.run_drift_stage(config)
+    assert list(frame.columns[-2:]) == ["depth", "layer"]
+    assert len(frame) == 2 * len(ARCHS) * len(METHODS) * 9
+    assert set(zip(frame["arch"], frame["depth"], frame["layer"])) == {
+        (arch, "target", TARGET_LAYERS[arch]) for arch in ARCHS} | {(arch, "earlier", EARLIER_LAYERS[arch]) for arch in ARCHS}
+    # one earlier-layer value recomputed from the raw 6x6 maps
+    sid = ids[3]
+    row = frame.query("arch == 'DenseNet201' and method == 'layercam' and depth == 'earlier' and sample_id == @sid")
+    early, late = (postprocess(raw["DenseNet201", e, "earlier"]["layercam"][[3]], (8, 8)) for e in (1, 3))
+    assert row["overlap_iou"].item() == pytest.approx(metrics.overlap_iou(early, late, config.threshold)[0])
+
+    alone, _, _ = make_run(tmp_path / "alone")
+    drift.run_true_positive_filter(alone)
+    drift.run_drift_stage(alone)
+    paper = drift.load_drift(config)
+    pd.testing.assert_frame_equal(paper, drift.load_drift(alone))       # the paper's layer is unchanged
+    assert len(drift.load_drift(config, depth=None)) == 2 * len(paper)
+    pd.testing.assert_frame_equal(drift.table3(config), drift.table3(alone))
+    with pytest.raises(drift.DriftError, match="no rows at depth 'mixed7'"):
+        drift.load_drift(config, depth="mixed7")
+
+    table = drift.depth_table(config)
+    assert list(table.columns[:3]) == ["depth", "layer", "paper_layer"]
+    on_paper = table[table["paper_layer"]].drop(columns=["depth", "layer", "paper_layer"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(on_paper, drift.table3(config), check_dtype=False)
+    assert (table.loc[~table["paper_layer"], "depth"] == "earlier").all()
+    wide = drift.depth_table_wide(table)
+    assert wide.index.names == ["Method", "Architecture", "Depth"] and len(wide) == 2 * len(ARCHS) * len(METHODS)
+    assert wide.index[0][2] == "paper's layer" and wide.iloc[0]["Layer"].endswith("(paper)")
+    assert not wide.iloc[1]["Layer"].endswith("(paper)")
+
+    ranked = drift.depth_ranking(config)
+    assert set(ranked.reversals) == {"target", "earlier"}
+    shown = ranked.table()
+    assert set(shown["depth"]) == {"target", "earlier"} and shown.loc[shown["depth"] == "target", "paper_layer"].all()
+    assert shown["P(reversal)"].between(0, 1).all()
+    verdict = ranked.describe()
+    assert verdict.startswith("At the paper's layer:") and "At the earlier layer:" in verdict
+    assert ("reverse the ranking" in verdict or "alike at every depth" in verdict)
+    assert drift.depth_ranking(alone).describe().startswith("This run took maps at the paper's layer only")
+
+
+def test_depth_verdict_names_where_the_reversal_holds():
+    def reversal(orders):
+        return drift.RankingReversal(bool(drift._swapped_pairs(orders)), orders, drift._swapped_pairs(orders))
+
+    sure = drift.RankingUncertainty(pd.DataFrame(), 0.5, 10, 30)
+    flips = drift.DepthRanking({"target": reversal({"layercam": ["A", "B"], "gradcampp": ["B", "A"]}),
+                                "earlier": reversal({"layercam": ["A", "B"], "gradcampp": ["A", "B"]})},
+                               {"target": sure, "earlier": sure}, "overlap_iou")
+    text = flips.describe()
+    assert "reverse the ranking at the paper's layer, not at the earlier layer" in text
+    assert "changes with the layer under Grad-CAM++" in text and flips.changed_orders() == ["gradcampp"]
+    same = drift.DepthRanking({d: reversal({"layercam": ["A", "B"], "gradcampp": ["A", "B"]}) for d in ("target", "earlier")},
+                              {"target": sure, "earlier": sure}, "overlap_iou")
+    assert "alike at every depth" in same.describe() and "same way at every depth" in same.describe()

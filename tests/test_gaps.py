@@ -67,6 +67,7 @@ def parameters(config) -> dict:
     return {"profile": "smoke", "run_dir": config.run_dir, "data_dir": str(RunPaths.of(config).data),
             "architectures": list(ARCHS), "cam_methods": list(METHODS), "cam_epochs": "compared",
             "cam_samples": "true_positives", "image_size": 8, "bootstrap_samples": 50,
+            "cam_layers": list(config.cam_layers),
             "randomization_check": False}  # the hand-made run has no checkpoints
 
 
