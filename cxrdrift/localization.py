@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from . import data, metrics
 from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
 from .config import RunConfig
-from .drift import epoch_maps, load_compared_rows, mapped_samples, weighted_means
+from .drift import PAPER_DEPTH, depths, epoch_maps, load_compared_rows, mapped_samples, weighted_means
 
 LESION_FREE = "Normal"
 SCORES = ("energy_inside", "region_precision")
@@ -38,24 +38,27 @@ def lesion_samples(config: RunConfig) -> pd.DataFrame:
 
 
 def _scores(config: RunConfig, arch: str, method: str, epoch: int, samples: pd.DataFrame,
-            index: data.DatasetIndex) -> pd.DataFrame:
+            index: data.DatasetIndex, depth: str = PAPER_DEPTH) -> pd.DataFrame:
+    from .cams import layer_of
+
     parts = []
     for start in range(0, len(samples), CHUNK):
         chunk = samples.iloc[start:start + CHUNK]
-        maps = epoch_maps(config, arch, method, epoch, chunk["sample_id"])
+        maps = epoch_maps(config, arch, method, epoch, chunk["sample_id"], depth)
         masks = data.load_masks(index, chunk, config.image_size)
         parts.append(pd.DataFrame({"energy_inside": metrics.energy_inside(maps, masks),
                                    "region_precision": metrics.region_precision(maps, masks, config.threshold),
                                    "lesion_share": masks.mean(axis=(1, 2))}, index=chunk.index))
     values = pd.concat(parts) if parts else pd.DataFrame(columns=[*SCORES, "lesion_share"], dtype=float)
     return pd.concat([pd.DataFrame({"arch": arch, "method": method, "epoch": epoch}, index=samples.index),
-                      samples, values], axis=1)
+                      samples, values,
+                      pd.DataFrame({"depth": depth, "layer": layer_of(arch, depth)}, index=samples.index)], axis=1)
 
 
 def run_localization_stage(config: RunConfig, force: bool = False) -> pd.DataFrame | None:
     """Write `localization.parquet` (arch, method, epoch, sample_id, label, kept, energy_inside,
     region_precision, lesion_share: the share of the image the lesion covers, what a uniform map
-    would score on both) for every CAM epoch; None, and nothing written, when `ground_truth` is off or
+    would score on both, then the depth and layer of the maps) for every CAM epoch and depth; None, and nothing written, when `ground_truth` is off or
     the dataset has no lesion mask for every mapped lesion-class sample."""
     if not config.ground_truth:
         return None
@@ -69,26 +72,44 @@ def run_localization_stage(config: RunConfig, force: bool = False) -> pd.DataFra
     missing = [path for path in inputs if not path.exists()]
     if missing:
         raise LocalizationError(f"{missing[0]} is missing: run the CAM stage first")
-    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "cam_epochs", "early_epoch",
-                                         "late_epoch", "cam_samples", "image_size", "threshold"])
+    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "cam_layers", "cam_epochs",
+                                         "early_epoch", "late_epoch", "cam_samples", "image_size", "threshold"])
     if not force and parquet_is_current(paths.localization, stamp):
         return pd.read_parquet(paths.localization)
-    frame = pd.concat([_scores(config, arch, method, epoch, samples, index)
-                       for arch in config.architectures for method in config.cam_methods
-                       for epoch in config.cam_epoch_list()], ignore_index=True)
+    frame = pd.concat([_scores(config, arch, method, epoch, samples, index, depth)
+                       for depth in depths(config) for arch in config.architectures
+                       for method in config.cam_methods for epoch in config.cam_epoch_list()],
+                      ignore_index=True)
     write_stamped_parquet(paths.localization, frame, stamp)
     return frame
 
 
-def load_localization(config: RunConfig) -> pd.DataFrame | None:
-    """localization.parquet's rows for the compared samples, or None when the stage wrote nothing."""
-    return load_compared_rows(config, RunPaths.of(config).localization)
+def load_localization(config: RunConfig, depth: str | None = PAPER_DEPTH) -> pd.DataFrame | None:
+    """localization.parquet's rows for the compared samples at `depth` (default the paper's layer;
+    None: every depth), or None when the stage wrote nothing."""
+    frame = load_compared_rows(config, RunPaths.of(config).localization)
+    if frame is not None and depth is not None and "depth" in frame.columns:
+        frame = frame[frame["depth"] == depth].reset_index(drop=True)
+    return frame
 
 
-def localization_summary(frame: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
+def depth_localization(frame: pd.DataFrame, weights: dict[str, float], epoch: int) -> pd.DataFrame:
+    """Per method, architecture and depth of an every-depth `frame` (`load_localization(config,
+    None)`), the class-weighted scores at `epoch` beside the chance level: method, arch, depth,
+    layer, energy_inside, region_precision, lesion_share, n. Does a finer grid put more of the
+    map on the lesion?"""
+    chosen = frame[frame["epoch"] == epoch]
+    summary = localization_summary(chosen, weights, keys=("method", "arch", "depth"))
+    layers = chosen.groupby(["method", "arch", "depth"], sort=False)["layer"].first().to_numpy()
+    summary.insert(3, "layer", layers)
+    return summary
+
+
+def localization_summary(frame: pd.DataFrame, weights: dict[str, float],
+                         keys: tuple[str, ...] = ("method", "arch", "epoch")) -> pd.DataFrame:
     """Class-weighted mean of each score and of the chance level (`lesion_share`) per method,
-    architecture and epoch (NaN dropped), with n."""
-    keys = ["method", "arch", "epoch"]
+    architecture and epoch (or other `keys`; NaN dropped), with n."""
+    keys = list(keys)
     summary = weighted_means(frame, keys, [*SCORES, "lesion_share"], weights)
     scored = frame.assign(n=frame[list(SCORES)].notna().all(axis=1)).groupby(keys, sort=False)["n"].sum()
     return summary.assign(n=scored.to_numpy().astype(int))
@@ -112,3 +133,23 @@ def localization_vs_drift(frame: pd.DataFrame, drift: pd.DataFrame, epochs: tupl
         row["n"] = int(group["energy_change"].notna().sum())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def finer_grid_sentence(summary: pd.DataFrame, epoch: int) -> str:
+    """Whether the maps at a finer depth put more energy on the lesion than at the paper's layer,
+    counted over the (method, architecture) cells of a `depth_localization` summary."""
+    wide = summary.pivot_table(index=["method", "arch"], columns="depth", values="energy_inside", sort=False)
+    if PAPER_DEPTH not in wide.columns or wide.shape[1] < 2:
+        return "Only the paper's layer was scored: nothing to compare."
+    sentences = []
+    for depth in [d for d in wide.columns if d != PAPER_DEPTH]:
+        pairs = wide[[PAPER_DEPTH, depth]].dropna()
+        if pairs.empty:
+            sentences.append(f"No cell has scored maps at both the paper's layer and {depth!r}.")
+            continue
+        better = int((pairs[depth] > pairs[PAPER_DEPTH]).sum())
+        change = (pairs[depth] - pairs[PAPER_DEPTH]).mean()
+        sentences.append(f"At epoch {epoch}, maps at {depth!r} put more of their energy on the lesion than "
+                         f"at the paper's layer in {better} of {len(pairs)} (method, architecture) cells "
+                         f"(mean change {change:+.3f}).")
+    return " ".join(sentences)

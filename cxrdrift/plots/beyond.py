@@ -1,6 +1,8 @@
 """Figures of chapter 08: evidence on the lesion per epoch, its change against the reference-free
-drift, and the randomization ceiling of each drift metric."""
+drift, the randomization ceiling of each drift metric, and the same images' maps at each depth."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -8,6 +10,9 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ..drift import METHOD_LABELS, METRIC_LABELS
+
+if TYPE_CHECKING:
+    from ..cams import CamExamples
 
 
 def plot_energy_on_lesion(summary: pd.DataFrame, epochs: tuple[int, int]) -> Figure:
@@ -83,3 +88,33 @@ def plot_trajectory(summary: pd.DataFrame, metric: str, epochs_tl: int, compared
     grid.set_axis_labels("epoch", METRIC_LABELS.get(metric, metric))
     grid.figure.set_facecolor("white")
     return grid.figure
+
+
+def plot_depth_examples(examples: "Mapping[str, CamExamples]", threshold: float) -> Figure:
+    """The same images' maps at several depths: one row per image, then for each depth (its key
+    titles the columns) the map at the earlier and at the later compared epoch."""
+    from .cams import overlay, show_image
+
+    columns = list(examples.items())
+    first = columns[0][1]
+    n = len(first.sample_ids)
+    fig, axes = plt.subplots(max(n, 1), 1 + 2 * len(columns), figsize=(2.1 * (1 + 2 * len(columns)), 2.15 * max(n, 1)),
+                             squeeze=False, facecolor="white")
+    axes[0, 0].set_title("image", fontsize=9)
+    for k, (title, ex) in enumerate(columns):
+        if list(ex.sample_ids) != list(first.sample_ids):
+            raise ValueError("every depth must show the same images")
+        axes[0, 1 + 2 * k].set_title(f"{title}\nepoch {ex.epochs[0]}", fontsize=8)
+        axes[0, 2 + 2 * k].set_title(f"{title}\nepoch {ex.epochs[1]}", fontsize=8)
+        for row in range(n):
+            overlay(axes[row, 1 + 2 * k], ex.images[row], ex.early[row], threshold)
+            overlay(axes[row, 2 + 2 * k], ex.images[row], ex.late[row], threshold)
+    for row in range(n):
+        show_image(axes[row, 0], first.images[row])
+        axes[row, 0].set_ylabel(first.labels[row], fontsize=9)
+    if n == 0:
+        for ax in axes.ravel():
+            ax.set_visible(False)
+    fig.suptitle(f"{first.arch} · {METHOD_LABELS.get(first.method, first.method)}", fontsize=10)
+    fig.tight_layout()
+    return fig
