@@ -15,6 +15,7 @@ import pytest
 from cxrdrift import book, config as cfg
 from cxrdrift.artifacts import RunPaths, read_npz
 from cxrdrift.data import CLASSES
+from cxrdrift.models import EARLIER_LAYERS, TARGET_LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "notebooks", "book")
@@ -94,12 +95,22 @@ def test_run_directory_holds_every_artifact(smoke_book):
         for epoch in config.compared_epochs:
             maps = read_npz(paths.cams(arch, epoch))
             assert len(maps["sample_id"]) > 0
+            # the smoke profile maps two depths from one pass: the paper's layer and a finer grid
+            target, earlier = (str(layer) for layer in maps["layers"])
+            assert (target, earlier) == (TARGET_LAYERS[arch], EARLIER_LAYERS[arch])
             for method in config.cam_methods:
                 assert maps[method].dtype.name == "float32" and maps[method].shape[0] == len(maps["sample_id"])
+                finer = maps[f"{method}@{earlier}"]
+                assert finer.shape[0] == len(maps["sample_id"]) and finer.shape[1] > maps[method].shape[1]
 
     true_positives = pd.read_parquet(paths.true_positives)
     assert len(true_positives) == n_test and true_positives["kept"].dtype == bool
-    drift = pd.read_parquet(paths.drift)
+    every_depth = pd.read_parquet(paths.drift)
+    assert set(every_depth["depth"]) == {"target", "earlier"}
+    assert set(every_depth["layer"]) == {*(TARGET_LAYERS[a] for a in config.architectures),
+                                         *(EARLIER_LAYERS[a] for a in config.architectures)}
+    assert every_depth["overlap_iou"][every_depth["depth"] == "earlier"].notna().any()
+    drift = every_depth[every_depth["depth"] == "target"]
     assert set(drift["arch"]) == set(config.architectures)
     assert set(drift["method"]) == set(config.cam_methods)
     assert set(drift["label"]) <= set(CLASSES)
@@ -113,6 +124,7 @@ def test_run_directory_holds_every_artifact(smoke_book):
     assert "Normal" not in set(localization["label"])
     assert localization["energy_inside"].dropna().between(0, 1).all()
     assert localization["lesion_share"].between(0, 1).all()
+    assert set(localization["depth"]) == {"target", "earlier"}
     randomized = pd.read_parquet(paths.randomization)
     assert set(randomized["method"]) == set(config.cam_methods) and len(randomized) == len(drift)
     trajectory = pd.read_parquet(paths.trajectory)
