@@ -138,18 +138,24 @@ def localization_vs_drift(frame: pd.DataFrame, drift: pd.DataFrame, epochs: tupl
 def finer_grid_sentence(summary: pd.DataFrame, epoch: int) -> str:
     """Whether the maps at a finer depth put more energy on the lesion than at the paper's layer,
     counted over the (method, architecture) cells of a `depth_localization` summary."""
-    wide = summary.pivot_table(index=["method", "arch"], columns="depth", values="energy_inside", sort=False)
+    from .cams import depth_phrase
+
+    wide = summary.pivot_table(index=["method", "arch"], columns="depth", values="energy_inside", sort=False,
+                               dropna=False)
     if PAPER_DEPTH not in wide.columns or wide.shape[1] < 2:
         return "Only the paper's layer was scored: nothing to compare."
     sentences = []
     for depth in [d for d in wide.columns if d != PAPER_DEPTH]:
         pairs = wide[[PAPER_DEPTH, depth]].dropna()
         if pairs.empty:
-            sentences.append(f"No cell has scored maps at both the paper's layer and {depth!r}.")
+            sentences.append(f"No cell has scored maps at both the paper's layer and {depth_phrase(depth)}.")
             continue
         better = int((pairs[depth] > pairs[PAPER_DEPTH]).sum())
         change = (pairs[depth] - pairs[PAPER_DEPTH]).mean()
-        sentences.append(f"At epoch {epoch}, maps at {depth!r} put more of their energy on the lesion than "
-                         f"at the paper's layer in {better} of {len(pairs)} (method, architecture) cells "
-                         f"(mean change {change:+.3f}).")
+        unscored = len(wide) - len(pairs)
+        sentences.append(f"At epoch {epoch}, maps at {depth_phrase(depth)} put more of their energy on the lesion "
+                         f"than at the paper's layer in {better} of {len(pairs)} (method, architecture) cells "
+                         f"scored at both depths (mean change {change:+.3f})"
+                         + (f"; {unscored} cell{'s' if unscored != 1 else ''} without a scored map at one of "
+                            "them." if unscored else "."))
     return " ".join(sentences)
