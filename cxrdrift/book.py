@@ -38,8 +38,11 @@ SETUP_CALL = "chapter.setup("
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 # The environment of every kernel papermill starts. Kernels inherit the caller's environment: an
 # `MPLBACKEND` such as Agg there would silently drop every figure, so it is set to the inline backend.
-# TensorFlow's own logger honours TF_CPP_MIN_LOG_LEVEL ("2": no INFO or WARNING lines).
-KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2"}
+# TensorFlow's own logger honours TF_CPP_MIN_LOG_LEVEL ("2": no INFO or WARNING lines). Progress bars
+# (tqdm.auto, in training and the CAM stage) would be ipywidgets in a kernel: a box that needs a
+# kernel or a CDN widget manager in the static book, and nothing a reader needs; TQDM_DISABLE turns
+# them off in chapters only (tqdm >= 4.66 reads TQDM_* defaults from the environment).
+KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_DISABLE": "1"}
 # TensorFlow 2.2x logs through absl *before* absl is initialized ("WARNING: All log messages before
 # absl::InitializeLog() ...", "I0000 ... oneDNN custom operations are on"): written by C++ straight
 # to file descriptor 2, which no environment variable silences. ipykernel forwards what reaches the

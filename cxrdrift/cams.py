@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # text bars; chapters turn them off (TQDM_DISABLE, book.KERNEL_ENV)
 
 from . import data, metrics
 from .artifacts import RunPaths, read_npz, write_npz

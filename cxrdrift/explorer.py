@@ -94,8 +94,11 @@ class DriftExplorer:
 
 # -- the static explorer (no kernel) --------------------------------------------------------
 
-EXPLORER_DPI = 64
-MAX_IMAGES = 10
+EXPLORER_DPI = 60
+MAX_IMAGES = 8
+# JPEG keeps a view near 25 kB (a PNG of the same heat-map figure is ~100 kB): 3 architectures ×
+# 3 methods × 8 images stay near 2 MB inside the page.
+EXPLORER_FORMAT, EXPLORER_QUALITY = "jpeg", 80
 
 _EXPLORER_CSS = """
 .cxrdrift-explorer { border: 1px solid #d0d7de; border-radius: 6px; padding: 0.6em 0.8em; margin: 1em 0; }
@@ -126,14 +129,16 @@ _EXPLORER_SCRIPT = """
 
 @dataclass(frozen=True)
 class ExplorerView:
-    """One drawn state of the static explorer: a selection, its figure (PNG) and its metric values."""
+    """One drawn state of the static explorer: a selection, its figure (`image`, of type `mime`) and
+    its metric values."""
 
     arch: str
     method: str
     sample_id: str
     label: str
-    png: bytes
+    image: bytes
     values: Mapping[str, float] = field(default_factory=dict)
+    mime: str = "image/jpeg"
 
     @property
     def key(self) -> str:
@@ -174,9 +179,9 @@ def explorer_html(views: Sequence[ExplorerView], threshold: float, element_id: s
         cells = "".join(f"<td>{esc(_format_value(v))}</td>" for v in view.values.values())
         alt = (f"{view.arch}, {METHOD_LABELS.get(view.method, view.method)}, {view.label} image {view.sample_id}: "
                f"image, both epochs' maps and the regions at or above {threshold:g}")
-        data = base64.b64encode(view.png).decode("ascii")
+        data = base64.b64encode(view.image).decode("ascii")
         parts.append(f'<div data-view="{esc(view.key)}"{"" if index == 0 else " hidden"}>'
-                     f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+                     f'<img src="data:{view.mime};base64,{data}" alt="{esc(alt)}">'
                      f"<table><tr>{heads}</tr><tr>{cells}</tr></table></div>")
     parts.append(f"<script>{_EXPLORER_SCRIPT % {'id': element_id}}</script></div>")
     return "".join(parts)
@@ -214,10 +219,12 @@ class StaticExplorer:
                     figure = plot_pair(images[i], early[i], late[i], config.threshold, config.compared_epochs,
                                        f"{arch}, {METHOD_LABELS.get(method, method)}: {label} | {sid}")
                     buffer = io.BytesIO()
-                    figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+                    figure.savefig(buffer, format=EXPLORER_FORMAT, dpi=dpi, facecolor="white",
+                                   pil_kwargs={"quality": EXPLORER_QUALITY})
                     plt.close(figure)
                     views.append(ExplorerView(arch, method, sid, label, buffer.getvalue(),
-                                              {name: float(v[i]) for name, v in values.items()}))
+                                              {name: float(v[i]) for name, v in values.items()},
+                                              f"image/{EXPLORER_FORMAT}"))
         self.views = views
         self.n_kept, self.n_images = len(kept), len(ids)
         self.html = explorer_html(views, config.threshold)

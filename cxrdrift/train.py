@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # text bars; chapters turn them off (TQDM_DISABLE, book.KERNEL_ENV)
 
 from . import data
 from .artifacts import RunPaths, atomic_path, read_json, read_resolved, write_config, write_csv, write_json, \

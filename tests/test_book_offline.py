@@ -41,11 +41,12 @@ def test_output_problems_find_log_noise_and_stray_values_but_keep_other_warnings
 
 
 def test_kernel_drops_native_log_noise_and_keeps_python_warnings(tmp_path):
-    """What C++ writes to the kernel's file descriptor 2 (TensorFlow's absl start-up lines) stays out
-    of the chapter; a Python warning, which a chapter can explain, still shows."""
+    """What C++ writes to the kernel's file descriptor 2 (TensorFlow's absl start-up lines) and
+    progress bars stay out of the chapter; a Python warning, which a chapter can explain, still shows."""
     extra = (f"import os, sys, warnings\nos.write(2, {ABSL_NOISE.encode()!r})\n"
              "warnings.warn('only 3 images were kept')\n"
-             "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], os.environ['MPLBACKEND'])")
+             "from tqdm.std import tqdm\nfor _ in tqdm(range(3)): pass\n"  # as cams and train use it
+             "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], os.environ['TQDM_DISABLE'], os.environ['MPLBACKEND'])")
     write_chapter(tmp_path / "notebooks", "01_noisy", extra=extra)
     book.execute_notebooks(cfg.profile("smoke"), root=tmp_path, progress_bar=False)
     notebook = nbformat.read(tmp_path / "book" / "chapters" / "01_noisy.ipynb", as_version=4)
@@ -53,8 +54,10 @@ def test_kernel_drops_native_log_noise_and_keeps_python_warnings(tmp_path):
                for output in cell.get("outputs", []) if output.output_type == "stream"]
     noise, _, stderr = book_check.output_problems(streams)
     assert noise == []
+    assert "widgets" not in notebook.metadata  # no progress-bar widget that needs a kernel or a CDN
     assert any("only 3 images were kept" in line for line in stderr)
-    assert any(s["kind"] == "stdout" and s["text"].startswith("2 module://matplotlib_inline") for s in streams)
+    assert not any("3/3" in line for line in stderr)  # no progress bar
+    assert any(s["kind"] == "stdout" and s["text"].startswith("2 1 module://matplotlib_inline") for s in streams)
 
 
 def test_chapters_end_no_cell_with_a_bare_save_figure_call():
@@ -108,7 +111,7 @@ def tiny_views() -> list[ExplorerView]:
     for arch in ("DenseNet201", "ResNet50V2"):
         for method in ("layercam", "gradcampp"):
             for sid, label in (("test/Normal/a.png", "Normal"), ("test/COVID-19/b.png", "COVID-19")):
-                views.append(ExplorerView(arch, method, sid, label, _png(round(shade, 2)), values))
+                views.append(ExplorerView(arch, method, sid, label, _png(round(shade, 2)), values, "image/png"))
                 shade += 0.1
     return views
 
@@ -118,7 +121,7 @@ def test_explorer_html_has_three_controls_one_view_per_selection_and_no_external
     page = explorer_html(views, 0.5)
     assert page.count("<select") == 3 and page.count("data-view=") == len(views)
     assert page.count(" hidden>") == len(views) - 1  # the first view shows even without JavaScript
-    assert 'data-view="ResNet50V2|gradcampp|test/COVID-19/b.png"' in page
+    assert 'data-view="ResNet50V2|gradcampp|test/COVID-19/b.png"' in page and "data:image/png;base64," in page
     assert '<option value="gradcampp">Grad-CAM++</option>' in page
     assert "Normal | test/Normal/a.png" in page and "n/a (flat map)" in page
     assert "http" not in page and page == explorer_html(views, 0.5)  # self-contained, deterministic
@@ -138,7 +141,7 @@ def test_static_explorer_draws_every_architecture_method_and_chosen_image(tmp_pa
     assert len(explorer.views) == len(config.architectures) * len(config.cam_methods) * 3
     assert ids[0] not in {v.sample_id for v in explorer.views}  # dropped by the filter: not offered
     for view in explorer.views:
-        assert view.png[:4] == b"\x89PNG"
+        assert view.image[:3] == b"\xff\xd8\xff" and view.mime == "image/jpeg"  # JPEG
         assert view.values["overlap_iou"] == pytest.approx(
             stored.loc[(view.arch, view.method, view.sample_id), "overlap_iou"], nan_ok=True)
     assert len({v.label for v in explorer.views}) == min(3, stored.reset_index()["label"].nunique())
