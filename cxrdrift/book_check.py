@@ -66,6 +66,17 @@ return (async () => {
 })()
 """
 
+# Formulas: how many the page has, and how many MathJax typeset (after its first pass finished).
+_MATH_JS = """
+return (async () => {
+  const math = document.querySelectorAll('.math').length;
+  if (!math) return JSON.stringify({math: 0, rendered: 0});
+  if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return JSON.stringify({math, rendered: 0});
+  await Promise.race([MathJax.startup.promise, new Promise(r => setTimeout(r, 10000))]);
+  return JSON.stringify({math, rendered: document.querySelectorAll('mjx-container').length});
+})()
+"""
+
 # The text of every cell output as the reader sees it, with its kind (stderr, stdout, text_plain...).
 _OUTPUTS_JS = """
 return Array.from(document.querySelectorAll('.cell_output .output')).map(o => ({
@@ -117,6 +128,8 @@ class PageReport:
     noise: list[str] = field(default_factory=list)
     stray: list[str] = field(default_factory=list)
     explorers: list[str] = field(default_factory=list)
+    math: int = 0
+    math_rendered: int = 0
 
     @property
     def ok(self) -> bool:
@@ -296,6 +309,10 @@ def check_page(session: Any, base: str, page: str, screenshot_dir: Path, timeout
     images = json.loads(session.execute_script(_IMAGES_JS) or '{"count": 0, "broken": []}')
     report.images = images["count"]
     report.errors += [f"broken image: {src}" for src in images["broken"]]
+    math = json.loads(session.execute_script(_MATH_JS) or '{"math": 0, "rendered": 0}')
+    report.math, report.math_rendered = math["math"], math["rendered"]
+    if report.math and not report.math_rendered:
+        report.errors.append(f"{report.math} formulas, none typeset (MathJax did not load or run)")
     report.noise, report.stray, stderr = output_problems(session.execute_script(_OUTPUTS_JS) or [])
     report.errors += [f"log noise in an output: {line}" for line in report.noise]
     report.errors += [f"stray return value in an output: {text}" for text in report.stray]
@@ -360,7 +377,8 @@ def summary(reports: Sequence[PageReport]) -> dict[str, int]:
             "log_noise_outputs": sum(len(r.noise) for r in reports),
             "stray_values": sum(len(r.stray) for r in reports),
             "explorer_checks_passed": sum(len(r.explorers) for r in reports),
-            "images": sum(r.images for r in reports)}
+            "images": sum(r.images for r in reports),
+            "formulas": sum(r.math for r in reports), "formulas_typeset": sum(r.math_rendered for r in reports)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -386,7 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = summary(reports)
     print(f"{counts['passed']}/{counts['pages']} pages passed; {counts['external_requests']} external requests, "
           f"{counts['log_noise_outputs']} log-noise outputs, {counts['stray_values']} stray return values, "
-          f"{counts['explorer_checks_passed']} explorer interaction checks passed, {counts['images']} images; "
+          f"{counts['explorer_checks_passed']} explorer interaction checks passed, {counts['images']} images, "
+          f"{counts['formulas']} formulas ({counts['formulas_typeset']} typeset elements); "
           f"screenshots in {args.screenshot_dir}")
     return 0 if counts["passed"] == counts["pages"] else 1
 

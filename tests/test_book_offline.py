@@ -89,6 +89,13 @@ def test_book_serves_mathjax_itself_and_loads_nothing_from_a_cdn(tmp_path):
     # no script, style sheet or font from another host (sphinx-thebe's THEBE_JS_URL is only a string:
     # thebe is off in _config.yml, so nothing loads it)
     assert re.findall(r'(?:src|href)="(?:https?:)?//[^"]*\.(?:js|css|woff2?)[^"]*"', page) == []
+    try:
+        _need_browser()
+    except pytest.skip.Exception:
+        return
+    report, = book_check.check_book(html, tmp_path / "shots", pages=["book/intro.html"])
+    assert report.ok, report.errors
+    assert report.math == 1 and report.math_rendered >= 1 and report.external == []  # typeset offline
 
 
 # -- the static explorer ---------------------------------------------------------------------
@@ -168,7 +175,7 @@ def test_book_check_fails_cdn_scripts_log_noise_and_a_dead_explorer_and_drives_a
     dead = explorer_html(views, 0.5).split("<script>")[0] + "</div>"
     (html / "dead.html").write_text(f"<html><body>{dead}</body></html>")
     (html / "cdn.html").write_text('<html><head><script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/'
-                                   'tex-mml-chtml.js"></script></head><body><p>$x$</p></body></html>')
+                                   'tex-mml-chtml.js"></script></head><body><p><span class="math">\\(x\\)</span></p></body></html>')
     (html / "noise.html").write_text(
         '<html><body><div class="cell_output docutils container"><div class="output stderr highlight-myst-ansi '
         f'notranslate"><pre>{ABSL_NOISE}</pre></div><div class="output text_plain highlight-myst-ansi '
@@ -185,7 +192,9 @@ def test_book_check_fails_cdn_scripts_log_noise_and_a_dead_explorer_and_drives_a
     assert not noisy.ok and len(noisy.noise) == 2 and noisy.stray == ["PosixPath('runs/x.png')"]
     counts = book_check.summary(list(reports.values()))
     assert counts == {"pages": 4, "passed": 1, "external_requests": 1, "log_noise_outputs": 2,
-                      "stray_values": 1, "explorer_checks_passed": 1, "images": 2 * len(views)}
+                      "stray_values": 1, "explorer_checks_passed": 1, "images": 2 * len(views),
+                      "formulas": 1, "formulas_typeset": 0}
+    assert any("1 formulas, none typeset" in e for e in cdn.errors)
     assert book_check.main([str(html), str(tmp_path / "shots2"), "--page", "explorer.html"]) == 0
     assert book_check.main([str(html), str(tmp_path / "shots2"), "--page", "cdn.html"]) == 1
 
