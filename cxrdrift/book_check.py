@@ -339,6 +339,7 @@ def check_page(session: Any, base: str, page: str, screenshot_dir: Path, timeout
             report.errors.append(f"console.error: {_console_text(text)}")
         else:
             report.errors.append(f"uncaught exception: {_console_text(text).splitlines()[0]}")
+    session.execute_script("return document.fonts.ready.then(() => true)")  # MathJax's web fonts too
     height = session.execute_cdp_cmd("Page.getLayoutMetrics", {}).get("cssContentSize", {}).get("height", 900)
     session.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
         "width": WIDTH, "height": int(min(max(height, 900), MAX_HEIGHT)), "deviceScaleFactor": 1, "mobile": False})
