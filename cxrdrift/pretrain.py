@@ -48,6 +48,7 @@ class PretrainSpec:
     lr: float = 1e-3
     bn_momentum: float = 0.9
     bn_epochs: int = 2
+    bn_images: int = 0            # source images those passes run over; 0 means all
     batch_size: int = 32
     seed: int = 0
     dense: bool = True            # per-cell finding maps at two depths besides the image labels
@@ -57,6 +58,7 @@ class PretrainSpec:
         return cls(image_size=config.image_size, size=config.pretrain_size, images=config.pretrain_images,
                    epochs=config.pretrain_epochs, lr=config.pretrain_lr,
                    bn_momentum=config.pretrain_bn_momentum, bn_epochs=config.pretrain_bn_epochs,
+                   bn_images=config.pretrain_bn_images,
                    batch_size=config.batch_size, dense=config.pretrain_dense,
                    seed=config.pretrain_seed if config.pretrain_seed >= 0 else config.seed)
 
@@ -174,7 +176,7 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = spec.bn_momentum
         x, _, _ = source_inputs(arch, spec.images, spec.image_size, spec.seed)
-    reestimate_batchnorm(model, x, spec.batch_size, spec.bn_epochs)
+    reestimate_batchnorm(model, x[:spec.bn_images or None], spec.batch_size, spec.bn_epochs)
     train_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     held_x, held_y, _ = source_inputs(arch, spec.held_out, spec.image_size, spec.seed + 1)
     scores = source_scores(held_y, model.predict(held_x, batch_size=spec.batch_size, verbose=0))

@@ -73,7 +73,8 @@ def training_fingerprint(config: RunConfig, arch: str) -> str:
     """A hash of every setting that shapes `arch`'s training; a state with another one is stale."""
     fields = ("image_size", "augment", "data_dir", "synth_train", "synth_val", "synth_test", "synth_size",
               "weights", "pretrain_images", "pretrain_epochs", "pretrain_lr", "pretrain_bn_momentum",
-              "pretrain_bn_epochs", "pretrain_size", "pretrain_seed", "pretrain_dense", "epochs_tl", "epochs_ft", "lr_tl", "lr_ft",
+              "pretrain_bn_epochs", "pretrain_bn_images", "pretrain_size", "pretrain_seed", "pretrain_dense",
+              "epochs_tl", "epochs_ft", "lr_tl", "lr_ft",
               "bn_frozen_in_ft", "batch_size", "seed", "save_epochs", "early_epoch", "late_epoch")
     values = {"arch": arch, **{name: getattr(config, name) for name in fields}}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
