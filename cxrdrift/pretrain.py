@@ -2,9 +2,10 @@
 
 ImageNet weights cannot be downloaded everywhere, and a frozen *random* backbone gives a head at
 chance (FINDINGS.md). So each backbone is trained from scratch on a *source* task drawn from the
-synthetic generator (`cxrdrift.synth.source_task`: which findings, in which lung zones, multi-label) —
-related to the five-class target but not the same question — and its weights are cached in
-`$CXRDRIFT_CACHE` or `~/.cache/cxrdrift/pretrained/`, keyed by everything that determines them.
+synthetic generator (`cxrdrift.synth.source_task`: which radiological finding an image shows, and
+in which cells of two feature grids, from the lesion masks) — the findings the classes are made
+of, never the diagnosis — and its weights are cached in `$CXRDRIFT_CACHE` or
+`~/.cache/cxrdrift/pretrained/`, keyed by everything that determines them.
 
 From-scratch weights move faster than BatchNorm's moving statistics follow (momentum 0.99), so the
 backbone trains with a lower momentum and then re-estimates the statistics: forward passes in
@@ -158,9 +159,7 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
     keras.utils.set_random_seed(spec.seed)
     x, y, maps = source_inputs(arch, spec.images, size, spec.seed)
     model, trainer = source_model(arch, size, y.shape[1], spec.dense)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = spec.bn_momentum
+    set_batchnorm_momentum(model, spec.bn_momentum)
     targets = (y, *(cell_targets(maps, tuple(out.shape[1:3])) for out in trainer.outputs[1:])) if spec.dense else y
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
     trainer.compile(keras.optimizers.Adam(spec.lr), [bce] * len(trainer.outputs) if spec.dense else bce)
@@ -172,9 +171,7 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
         resized = build_model(arch, spec.image_size, None, num_classes=y.shape[1])
         resized.set_weights(model.get_weights())
         model = resized
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = spec.bn_momentum
+        set_batchnorm_momentum(model, spec.bn_momentum)
         x, _, _ = source_inputs(arch, spec.images, spec.image_size, spec.seed)
     reestimate_batchnorm(model, x[:spec.bn_images or None], spec.batch_size, spec.bn_epochs)
     train_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
@@ -191,6 +188,12 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
         "cpu_seconds": round(cpu_seconds, 1),
     }
     return model, description
+
+
+def set_batchnorm_momentum(model: keras.Model, momentum: float) -> None:
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 def reestimate_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int, passes: int) -> None:
