@@ -201,7 +201,7 @@ def resolve_weights(config: "RunConfig", arch: str) -> tuple[str | Path | None, 
             raise WeightsError(f"weights file {path} (for {arch}) does not exist")
         return path, {"kind": "file", "path": str(path)}
     from .pretrain import PretrainSpec, synthetic_backbone_weights
-    result = synthetic_backbone_weights(arch, PretrainSpec.from_config(config))
+    result = synthetic_backbone_weights(arch, PretrainSpec.from_config(config), verbose=0)
     return result.path, {"kind": "synthetic", **result.description}
 
 

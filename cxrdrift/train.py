@@ -295,6 +295,8 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
     for table in (paths.predictions, paths.history):  # drop rows of epochs not finished
         _replace_rows(table, arch, None, done)
     weights, description = resolve_weights(config, arch)
+    log.info("%s: weights %s", arch, ", ".join(f"{k}={v}" for k, v in description.items()
+                                               if k in ("kind", "cached", "seconds", "auc_macro", "path")))
     write_json(files.weights_description, description)
     _record_weights(config, arch, description)
     restart_layer_names()
