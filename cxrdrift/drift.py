@@ -315,18 +315,6 @@ def table3_wide(table: pd.DataFrame, with_ci: bool = True, digits: int = 3) -> p
     return wide
 
 
-def paper_table3() -> pd.DataFrame:
-    """The paper's Table 3 (REPORTED.md) in `table3`'s long form, from `cxrdrift.findings`, with
-    a `sign_known` column: the paper's text lost the concentration-change signs except for
-    ResNet50V2 under Grad-CAM++ (negative); the other concentration changes are magnitudes."""
-    from .findings import paper_table3 as reported
-
-    table = reported()[["method", "arch", "metric", "mean", "std"]]
-    known = (table["metric"] != "concentration_change") | (
-        (table["method"] == "gradcampp") & (table["arch"] == "ResNet50V2"))
-    return table.assign(sign_known=known)
-
-
 def ranking(table: pd.DataFrame, metric: str = "overlap_iou") -> dict[str, list[str]]:
     """Architectures ordered by `metric`'s mean, highest first, under each method; an architecture
     with no scored sample under a method (NaN mean, e.g. every map degenerate) is left out of that

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
+from .drift import table3
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -28,27 +29,6 @@ SMALL_DISPLACEMENT = 0.15  # "small": the paper's largest mean displacement is 0
 STRONG_IOU_SPREAD = 0.10   # "differs strongly": the paper's IoU range per method is 0.26 and 0.31
 METHOD_SENSITIVE = 0.05    # "pronounced method dependency": the paper's InceptionV3 gap is 0.134
 MIN_SAMPLES = 20           # fewer kept samples per cell than this cannot support a ranking
-
-# The paper's Table 3 (REPORTED.md): mean, std. Concentration-change signs were lost except
-# ResNet50V2 under Grad-CAM++ (negative); the others are magnitudes.
-_PAPER = {
-    (LAYERCAM, DENSENET): ((0.096, 0.074), (0.699, 0.171), (0.368, 0.337), (0.050, 0.136)),
-    (LAYERCAM, RESNET): ((0.101, 0.062), (0.519, 0.154), (0.403, 0.285), (0.136, 0.130)),
-    (LAYERCAM, INCEPTION): ((0.090, 0.058), (0.777, 0.128), (0.220, 0.465), (0.024, 0.077)),
-    (GRADCAMPP, DENSENET): ((0.100, 0.073), (0.690, 0.169), (0.345, 0.350), (0.049, 0.172)),
-    (GRADCAMPP, RESNET): ((0.138, 0.085), (0.383, 0.174), (0.506, 0.246), (-0.516, 0.516)),
-    (GRADCAMPP, INCEPTION): ((0.136, 0.073), (0.643, 0.172), (0.386, 0.423), (0.275, 0.303)),
-}
-_METRICS = ("spatial_displacement", "overlap_iou", "pattern_correlation", "concentration_change")
-
-
-def paper_table3() -> pd.DataFrame:
-    """The paper's Table 3 in the long shape (n = NaN; the sign column says what was recovered)."""
-    rows = [{"method": method, "arch": arch, "metric": metric, "mean": mean, "std": std,
-             "n": np.nan, "ci_low": np.nan, "ci_high": np.nan}
-            for (method, arch), cells in _PAPER.items() for metric, (mean, std) in zip(_METRICS, cells)]
-    return pd.DataFrame(rows)
-
 
 class _Table:
     """Look-ups into a long Table 3."""
@@ -201,11 +181,9 @@ def finding_markdown(findings: pd.DataFrame, number: int) -> str:
 
 def evaluate_findings(config: RunConfig) -> pd.DataFrame:
     """`evaluate_table` on this run's Table 3 (`cxrdrift.drift.table3(config)`)."""
-    from .drift import table3
-
     return evaluate_table(table3(config))
 
 
 __all__ = ["REPRODUCED", "NOT_REPRODUCED", "NOT_TESTABLE", "SMALL_DISPLACEMENT", "STRONG_IOU_SPREAD",
-           "METHOD_SENSITIVE", "MIN_SAMPLES", "FINDINGS", "paper_table3", "evaluate_table",
+           "METHOD_SENSITIVE", "MIN_SAMPLES", "FINDINGS", "evaluate_table",
            "finding_markdown", "evaluate_findings"]

@@ -374,12 +374,6 @@ def load_history(config: RunConfig) -> pd.DataFrame:
     return pd.read_csv(RunPaths.of(config).history)
 
 
-# The paper's Table 2 (epoch 19, ImageNet weights, real radiographs) — the paper's figures.
-PAPER_TABLE2 = pd.DataFrame(
-    {"auc": [0.995, 0.998, 0.998], "accuracy": [0.936, 0.973, 0.973], "f1": [0.935, 0.959, 0.964]},
-    index=pd.Index(["DenseNet201", "ResNet50V2", "InceptionV3"], name="arch"))
-
-
 def epoch_scores(predictions: pd.DataFrame, epoch: int) -> dict[str, dict[str, Any]]:
     """`metrics.predictive_metrics` of every architecture's test logits at `epoch`."""
     from .metrics import logit_columns, predictive_metrics

@@ -11,7 +11,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from cxrdrift import book, chapter, findings
+from cxrdrift import book, chapter, findings, reported
 from cxrdrift import config as cfg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -232,7 +232,7 @@ def set_cell(table: pd.DataFrame, method: str, arch: str, metric: str, **values:
 
 
 def test_findings_on_the_papers_own_table_are_all_reproduced():
-    result = findings.evaluate_table(findings.paper_table3())
+    result = findings.evaluate_table(reported.paper_table3())
     assert list(result.columns) == ["finding", "paper", "this_run", "verdict", "evidence"]
     assert list(result["verdict"]) == [findings.REPRODUCED] * 5
     assert result.loc[0, "this_run"] == "largest mean displacement 0.138 (Grad-CAM++, ResNet50V2)"
@@ -241,7 +241,7 @@ def test_findings_on_the_papers_own_table_are_all_reproduced():
 
 
 def test_findings_fail_when_the_pattern_is_absent():
-    paper = findings.paper_table3()
+    paper = reported.paper_table3()
     moved = set_cell(paper, "layercam", "DenseNet201", "spatial_displacement", mean=0.31)
     assert findings.evaluate_table(moved)["verdict"][0] == findings.NOT_REPRODUCED
     # Grad-CAM++ in LayerCAM's order: no reversal; IoU range under Grad-CAM++ 0.05 only
@@ -261,7 +261,7 @@ def test_findings_fail_when_the_pattern_is_absent():
 
 
 def test_findings_not_testable_without_both_methods_all_archs_or_enough_samples():
-    paper = findings.paper_table3()
+    paper = reported.paper_table3()
     one_method = paper[paper["method"] == "layercam"]
     assert set(findings.evaluate_table(one_method)["verdict"]) == {findings.NOT_TESTABLE}
     few = paper.assign(n=5)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxrdrift import drift, metrics
+from cxrdrift import drift, metrics, reported
 from cxrdrift.artifacts import RunPaths, write_config, write_npz, write_parquet
 from cxrdrift.cams import postprocess
 from cxrdrift.config import profile
@@ -169,7 +169,7 @@ def test_table3_from_hand_made_drift(tmp_path):
 
 
 def test_paper_table3_and_its_ranking_reversal():
-    paper = drift.paper_table3()
+    paper = reported.paper_table3()
     assert len(paper) == 6 * 4
     conc = paper[paper["metric"] == "concentration_change"].set_index(["method", "arch"])
     assert conc.loc[("gradcampp", "ResNet50V2"), "mean"] == -0.516

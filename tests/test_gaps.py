@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from test_drift import ARCHS, METHODS, make_run
 
-from cxrdrift import book, cams, cli, drift, findings, gaps, metrics, train
+from cxrdrift import book, cams, cli, drift, findings, gaps, metrics, reported, train
 from cxrdrift.artifacts import RunPaths, read_npz, write_npz, write_parquet
 from cxrdrift.data import CLASSES
 
@@ -206,12 +206,12 @@ def test_ranking_without_enough_scored_images_is_not_testable():
 
 
 def test_an_untestable_finding_gives_the_count_it_found():
-    table = findings.paper_table3().assign(n=25)
+    table = reported.paper_table3().assign(n=25)
     table.loc[(table["method"] == "gradcampp") & (table["arch"] == "ResNet50V2"), "n"] = 7
     result = findings.evaluate_table(table)
     assert set(result["verdict"]) == {findings.NOT_TESTABLE}
     assert result["evidence"].str.endswith("this run's smallest cell has 7").all()
-    assert "smallest cell" not in findings.evaluate_table(findings.paper_table3().drop(columns="n").assign(
+    assert "smallest cell" not in findings.evaluate_table(reported.paper_table3().assign(
         mean=np.nan))["evidence"][0]
     partial = findings.evaluate_table(table[table["arch"] != "InceptionV3"])
     assert partial["evidence"].str.endswith("this run has no LayerCAM InceptionV3, Grad-CAM++ InceptionV3").all()
