@@ -33,7 +33,7 @@ from tqdm.std import tqdm  # text bars; chapters turn them off (TQDM_DISABLE, bo
 from . import data, metrics
 from .artifacts import RunPaths, read_npz, write_npz
 from .config import CAM_METHODS, RunConfig
-from .models import EARLIER_LAYERS, TARGET_LAYERS, build_model, check_architecture
+from .models import EARLIER_LAYERS, TARGET_LAYERS, build_model, check_architecture, preprocess_input
 
 DEGENERATE_SPAN = 1e-12
 _STAMP_KEY = "stamp"
@@ -406,7 +406,7 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
                 model = build_model(arch, config.image_size, None)
                 check_layers(model, layers.values(), config.image_size)
             model.load_weights(weights)
-            dataset = data.make_dataset(samples, arch, config.image_size, config.cam_batch_size,
+            dataset = data.make_dataset(samples, preprocess_input(arch), config.image_size, config.cam_batch_size,
                                         with_labels=True)
             batches = tqdm(dataset.as_numpy_iterator(), desc=f"CAMs {arch} epoch {epoch}",
                            total=-(-len(samples) // config.cam_batch_size), unit="batch")
@@ -538,7 +538,7 @@ def alpha_norm_table(config: RunConfig, epoch: int | None = None, samples: int =
     for arch in config.architectures if len(rows) else ():  # no mapped image: nothing to compare
         model = build_model(arch, config.image_size, None)
         model.load_weights(RunPaths.of(config).weights(arch, epoch))
-        images = np.concatenate(list(data.make_dataset(rows, arch, config.image_size, config.cam_batch_size,
+        images = np.concatenate(list(data.make_dataset(rows, preprocess_input(arch), config.image_size, config.cam_batch_size,
                                                        with_labels=False).as_numpy_iterator()))
         layer, labels = _target_layer(arch), rows["label_index"].to_numpy()
         plain = compute_cams(model, images, labels, layer, ("layercam", "gradcampp"))

@@ -35,7 +35,7 @@ def is_paper_run(config: cfg.RunConfig, resolved: Mapping[str, Any]) -> bool:
 def _weights_used(config: cfg.RunConfig, resolved: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:
     """Per architecture: (weights source, whether training recorded it). Training records
     `resolved["weights"][arch] = {"kind": "imagenet" | "synthetic" | "file" | "none", "path": ...}`
-    (`cxrdrift.models.resolve_weights`); a file is named by its path."""
+    (`cxrdrift.weights.resolve_weights`); a file is named by its path."""
     recorded = resolved.get("weights") or {}
     used = {}
     for arch in config.architectures:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 ARCHITECTURES = ("DenseNet201", "ResNet50V2", "InceptionV3")
+# The five diagnoses in label-index order (also `cxrdrift.data.CLASSES`, the name DESIGN.md gives them).
+CLASSES: tuple[str, ...] = ("Normal", "Pneumonia", "Tuberculosis", "COVID-19", "Lung Opacity")
 CAM_METHODS = ("gradcam", "gradcampp", "layercam")
 PROFILES = ("paper", "demo", "smoke")
 

@@ -15,15 +15,14 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from .artifacts import RunPaths, read_resolved, write_config
-from .config import RunConfig
+from .config import CLASSES, RunConfig
 
-CLASSES: tuple[str, ...] = ("Normal", "Pneumonia", "Tuberculosis", "COVID-19", "Lung Opacity")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 MANIFEST_NAME = "manifest.csv"
@@ -500,16 +499,14 @@ def _uint8_dataset(frame: pd.DataFrame, image_size: int):
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def make_dataset(frame: pd.DataFrame, arch: str, image_size: int, batch_size: int, *,
+def make_dataset(frame: pd.DataFrame, preprocess: Callable[[Any], Any], image_size: int, batch_size: int, *,
                  shuffle: bool = False, augment: bool = False, seed: int = 0,
                  with_labels: bool = True, cache: bool = True):
-    """Batches of `(images, label_index)`: float32 images after the backbone's `preprocess_input`,
-    int32 labels; in `frame`'s order unless `shuffle`. Decoded images are cached in memory."""
+    """Batches of `(images, label_index)`: float32 images after `preprocess` (a backbone's
+    `preprocess_input`, `cxrdrift.models.preprocess_input(arch)`), int32 labels; in `frame`'s order
+    unless `shuffle`. Decoded images are cached in memory."""
     import tensorflow as tf
 
-    from .models import preprocess_input
-
-    preprocess = preprocess_input(arch)
     _check_frame(frame)
     dataset = _uint8_dataset(frame, image_size)
     if cache:

@@ -9,21 +9,18 @@ Weights (`build_model(..., weights=...)`):
 - `"imagenet"`: the Keras download (cached in `~/.keras/models`);
 - a path to a weights file (`{arch}` is replaced by the architecture name): a `.weights.h5` that
   cxrdrift saved (a whole model of this convention, or a backbone such as the pre-training cache
-  holds), or a Keras application's no-top `.h5`;
-- `"synthetic"`: the built-in within-domain pre-training of `cxrdrift.pretrain` (cached).
+  holds), or a Keras application's no-top `.h5`.
+A run's `weights="synthetic"` (the built-in pre-training) is resolved to such a file by
+`cxrdrift.weights.resolve_weights`; this module only builds and loads.
 """
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Callable
 
 import keras
 import numpy as np
-
-if TYPE_CHECKING:
-    from .config import RunConfig
-    from .pretrain import PretrainSpec
 
 TARGET_LAYERS: dict[str, str] = {
     "DenseNet201": "conv5_block32_concat",
@@ -77,13 +74,12 @@ def build_backbone(arch: str, image_size: int, weights: str | None = None) -> ke
     return _APPLICATIONS[arch][0](include_top=False, weights=weights, input_tensor=inputs)
 
 
-def build_model(arch: str, image_size: int, weights: str | Path | None = None, num_classes: int = 5,
-                *, pretraining: "PretrainSpec | None" = None) -> keras.Model:
-    """The flat model of the convention with `weights` loaded (see the module docstring).
-
-    For `weights="synthetic"`, `pretraining` gives the pre-training settings (default:
-    `PretrainSpec(image_size=image_size)`)."""
-    kind = _weights_kind(weights)
+def build_model(arch: str, image_size: int, weights: str | Path | None = None, num_classes: int = 5) -> keras.Model:
+    """The flat model of the convention with `weights` loaded (see the module docstring)."""
+    kind = weights_kind(weights)
+    if kind == "synthetic":
+        raise WeightsError('weights="synthetic" names the built-in pre-training, not a file: '
+                           "cxrdrift.weights.resolve_weights(config, arch) gives the cached backbone file")
     if kind == "imagenet":
         try:
             backbone = build_backbone(arch, image_size, "imagenet")
@@ -96,11 +92,7 @@ def build_model(arch: str, image_size: int, weights: str | Path | None = None, n
     pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(backbone.output)
     logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(pooled)
     model = keras.Model(backbone.input, logits, name=arch)
-    if kind == "synthetic":
-        from .pretrain import PretrainSpec, synthetic_backbone_weights
-        spec = pretraining or PretrainSpec(image_size=image_size)
-        load_backbone_weights(model, synthetic_backbone_weights(arch, spec).path)
-    elif kind == "file":
+    if kind == "file":
         load_weights_file(model, arch, weights_path_for(str(weights), arch))
     return model
 
@@ -125,7 +117,8 @@ def restart_layer_names() -> None:
         reset_uids()
 
 
-def _weights_kind(weights: str | Path | None) -> str:
+def weights_kind(weights: str | Path | None) -> str:
+    """"none", "imagenet", "synthetic" or "file": what a `weights` value names."""
     if weights is None or (isinstance(weights, str) and weights.lower() in {"", "none"}):
         return "none"
     if isinstance(weights, str) and weights in {"imagenet", "synthetic"}:
@@ -144,13 +137,6 @@ def _imagenet_error(arch: str, error: Exception) -> WeightsError:
 def backbone_model(model: keras.Model) -> keras.Model:
     """A functional view of `model`'s backbone (shares its layers and weights)."""
     return keras.Model(model.input, model.get_layer("avg_pool").input, name=f"{model.name}_backbone")
-
-
-def load_backbone_weights(model: keras.Model, path: Path) -> None:
-    """Load a backbone `.weights.h5` (as `pretrain` caches it) into `model`'s backbone."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        backbone_model(model).load_weights(path)
 
 
 def load_weights_file(model: keras.Model, arch: str, path: Path) -> str:
@@ -184,25 +170,6 @@ def _load_application_h5(model: keras.Model, arch: str, path: Path) -> str:
                            f"{str(error).splitlines()[0]}") from error
     backbone_model(model).set_weights(reference.get_weights())
     return "keras_h5"
-
-
-def resolve_weights(config: "RunConfig", arch: str) -> tuple[str | Path | None, dict[str, Any]]:
-    """What `build_model` should load for `arch` under `config`, and a description for config.json.
-
-    "synthetic" is resolved to the cached pre-trained backbone (pre-training it if needed)."""
-    kind = _weights_kind(config.weights)
-    if kind == "none":
-        return None, {"kind": "none"}
-    if kind == "imagenet":
-        return "imagenet", {"kind": "imagenet", "path": KERAS_CACHE}
-    if kind == "file":
-        path = weights_path_for(config.weights, arch)
-        if not path.is_file():
-            raise WeightsError(f"weights file {path} (for {arch}) does not exist")
-        return path, {"kind": "file", "path": str(path)}
-    from .pretrain import PretrainSpec, synthetic_backbone_weights
-    result = synthetic_backbone_weights(arch, PretrainSpec.from_config(config), verbose=0)
-    return result.path, {"kind": "synthetic", **result.description}
 
 
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -17,7 +17,7 @@ from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_
 from .cams import cam_samples, fused_pass, postprocess
 from .config import RunConfig
 from .drift import drift_means, drift_rows, epoch_maps, load_compared_rows, load_drift
-from .models import TARGET_LAYERS, build_model
+from .models import TARGET_LAYERS, build_model, preprocess_input
 
 # Where the last stage begins (the output of the last down-sampling): everything after it, up to
 # the target layer, is re-initialized. A stage, not one unit: DenseNet201's target layer is a
@@ -79,7 +79,7 @@ def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFr
         model = build_model(arch, config.image_size, None)
         model.load_weights(paths.weights(arch, late))
         randomize_top(model, arch, config.seed + 1)  # not the seed training initialized the head with
-        batches = data.make_dataset(samples, arch, config.image_size, config.cam_batch_size, with_labels=True)
+        batches = data.make_dataset(samples, preprocess_input(arch), config.image_size, config.cam_batch_size, with_labels=True)
         maps = fused_pass(model, TARGET_LAYERS[arch]).run(batches.as_numpy_iterator(), config.cam_methods,
                                                           config.alpha_norm)
         for method in config.cam_methods:

@@ -36,7 +36,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .artifacts import read_json, write_json, write_text
-from .data import CLASSES
+from .config import CLASSES
 
 TABLE1_COUNTS = {"Normal": 317, "Pneumonia": 855, "Tuberculosis": 141, "COVID-19": 839,
                  "Lung Opacity": 1202}

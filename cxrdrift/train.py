@@ -37,7 +37,8 @@ from . import data
 from .artifacts import RunPaths, atomic_path, read_json, read_resolved, write_config, write_csv, write_json, \
     write_npz, read_npz, write_parquet
 from .config import RunConfig
-from .models import backbone_layers, build_model, resolve_weights, restart_layer_names
+from .models import backbone_layers, build_model, preprocess_input, restart_layer_names
+from .weights import resolve_weights
 
 PHASES = ("transfer", "finetune")
 HISTORY_COLUMNS = ("arch", "epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
@@ -203,7 +204,7 @@ class EpochSource:
 
     def images(self, frame: pd.DataFrame, *, augment: bool = False, seed: int = 0) -> tf.data.Dataset:
         c = self.config
-        return data.make_dataset(frame, self.arch, c.image_size, c.batch_size, augment=augment, seed=seed,
+        return data.make_dataset(frame, preprocess_input(self.arch), c.image_size, c.batch_size, augment=augment, seed=seed,
                                  cache=False)
 
     def _features(self, split: str) -> np.ndarray:

@@ -11,7 +11,7 @@ import tensorflow as tf
 import keras
 
 from cxrdrift import cams
-from cxrdrift.models import EARLIER_LAYERS, TARGET_LAYERS, build_model
+from cxrdrift.models import EARLIER_LAYERS, TARGET_LAYERS, build_model, preprocess_input
 
 tkv_scores = pytest.importorskip("tf_keras_vis.utils.scores")
 from tf_keras_vis.gradcam import Gradcam  # noqa: E402
@@ -339,7 +339,7 @@ def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
         cams.load_cams(config, "ResNet50V2", late, "mixed7")
     np.testing.assert_array_equal(late_maps["sample_id"], kept)
     rows = test[test["sample_id"].isin(kept)]
-    images = np.concatenate(list(data.make_dataset(rows, "ResNet50V2", 64, 32, with_labels=False).as_numpy_iterator()))
+    images = np.concatenate(list(data.make_dataset(rows, preprocess_input("ResNet50V2"), 64, 32, with_labels=False).as_numpy_iterator()))
     expected = cams.compute_cams(model, images, rows["label_index"], "conv5_block3_out",
                                  methods=config.cam_methods)
     expected_finer = cams.compute_cams(model, images, rows["label_index"], "conv4_block5_out",

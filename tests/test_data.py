@@ -14,6 +14,8 @@ from cxrdrift.config import profile
 from cxrdrift.data import CLASSES, DatasetError
 from cxrdrift.models import preprocess_input
 
+RESNET_INPUT = preprocess_input("ResNet50V2")
+
 FOLDERS = {"Normal": "NORMAL", "Pneumonia": "PNEUMONIA", "Tuberculosis": "TB",
            "COVID-19": "covid19", "Lung Opacity": "Lung_Opacity"}
 
@@ -280,7 +282,7 @@ def test_resize_is_bilinear(tmp_path):
 def test_make_dataset_applies_backbone_preprocessing(tmp_path, arch):
     index = data.load_index(make_tree(tmp_path / "ds", per_class=1))
     test = index.split("test")
-    batches = list(data.make_dataset(test, arch, 16, 3).as_numpy_iterator())
+    batches = list(data.make_dataset(test, preprocess_input(arch), 16, 3).as_numpy_iterator())
     assert [len(b[1]) for b in batches] == [3, 2]
     images = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
@@ -294,7 +296,7 @@ def test_test_order_and_ids_are_stable(tmp_path):
     root = make_tree(tmp_path / "ds", per_class=3)
     first, second = data.load_index(root).split("test"), data.load_index(root).split("test")
     pd.testing.assert_frame_equal(first, second)
-    runs = [np.concatenate(list(data.make_dataset(first, "ResNet50V2", 8, 4, with_labels=False)
+    runs = [np.concatenate(list(data.make_dataset(first, RESNET_INPUT, 8, 4, with_labels=False)
                                 .as_numpy_iterator())) for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert runs[0].shape == (15, 8, 8, 3)
@@ -303,9 +305,9 @@ def test_test_order_and_ids_are_stable(tmp_path):
 def test_shuffle_and_augment(tmp_path):
     index = data.load_index(make_tree(tmp_path / "ds", per_class=4))
     train = index.split("train")
-    plain = data.make_dataset(train, "ResNet50V2", 16, 20)
-    shuffled = data.make_dataset(train, "ResNet50V2", 16, 20, shuffle=True, seed=1)
-    augmented = data.make_dataset(train, "ResNet50V2", 16, 20, augment=True, seed=1)
+    plain = data.make_dataset(train, RESNET_INPUT, 16, 20)
+    shuffled = data.make_dataset(train, RESNET_INPUT, 16, 20, shuffle=True, seed=1)
+    augmented = data.make_dataset(train, RESNET_INPUT, 16, 20, augment=True, seed=1)
     (x_plain, y_plain), = plain.as_numpy_iterator()
     (x_shuf, y_shuf), = shuffled.as_numpy_iterator()
     (x_aug, y_aug), = augmented.as_numpy_iterator()

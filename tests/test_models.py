@@ -7,6 +7,7 @@ import pytest
 
 from cxrdrift import config as cfg
 from cxrdrift import models, pretrain, synth
+from cxrdrift.weights import resolve_weights
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,9 @@ def test_missing_or_mismatched_weights_files_are_named(resnet, tmp_path):
         models.build_model("InceptionV3", 75, legacy)
     config = cfg.profile("smoke", weights=str(tmp_path / "{arch}_missing.weights.h5"))
     with pytest.raises(models.WeightsError, match="DenseNet201_missing.weights.h5"):
-        models.resolve_weights(config, "DenseNet201")
+        resolve_weights(config, "DenseNet201")
+    with pytest.raises(models.WeightsError, match=r"built-in pre-training.*resolve_weights"):
+        models.build_model("ResNet50V2", 32, "synthetic")
 
 
 def test_imagenet_offline_error_names_cache_and_alternatives(monkeypatch):
@@ -64,7 +67,7 @@ def test_imagenet_offline_error_names_cache_and_alternatives(monkeypatch):
 
 
 def test_none_means_random_and_is_recorded():
-    assert models.resolve_weights(cfg.profile("smoke", weights="none"), "ResNet50V2") == (None, {"kind": "none"})
+    assert resolve_weights(cfg.profile("smoke", weights="none"), "ResNet50V2") == (None, {"kind": "none"})
 
 
 def test_source_scores_by_hand():
@@ -121,7 +124,7 @@ def test_pretrained_weights_come_back_from_the_cache_unchanged(tmp_path, monkeyp
     monkeypatch.setattr(pretrain, "pretrain_backbone", None)  # a cache hit must not train
     second = pretrain.synthetic_backbone_weights("ResNet50V2", spec)
     assert second.path == first.path and second.description["cached"] is True
-    model = models.build_model("ResNet50V2", 40, "synthetic", pretraining=spec)
+    model = models.build_model("ResNet50V2", 40, second.path)
     expected = models.backbone_model(trained["model"]).get_weights()
     for a, b in zip(expected, models.backbone_model(model).get_weights()):
         np.testing.assert_array_equal(a, b)
