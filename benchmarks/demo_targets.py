@@ -64,7 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default="runs/demo", type=Path)
     args = parser.parse_args()
-    config = RunConfig.load(args.run_dir / "config.json")
+    config = RunConfig.load(RunPaths(args.run_dir).config)
     early, late = config.compared_epochs
     scores = {epoch: train.epoch_scores(train.load_predictions(config), epoch) for epoch in (early, late)}
     missed = []

@@ -1,7 +1,12 @@
-"""The run directory: where each artifact lives, atomic writes, and loading without pickle.
+"""The run directory: where each artifact lives, atomic writes, loading without pickle, and stamps.
 
 Every write goes to a temporary file in the same folder and is renamed into place, so an
 interrupted run never leaves a half-written file under a finished name.
+
+A stamp says what an artifact was computed from: the `RunConfig` fields its stage lists in
+`config.STAGE_FIELDS`, fingerprints of its input files, and facts such as the architecture and
+epoch. It is stored inside the artifact (parquet metadata, a key of an `.npz` or a `.json`), and a
+stage skips its work only when the stored stamp equals the one it would write now.
 """
 from __future__ import annotations
 
@@ -12,12 +17,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
-from .config import RunConfig
+from .config import STAGE_FIELDS, RunConfig
+
+STAMP_KEY = "cxrdrift_stamp"
 
 
 @contextlib.contextmanager
@@ -42,7 +49,9 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_json(path: str | Path, data: Any) -> None:
+def write_json(path: str | Path, data: Mapping[str, Any] | list, stamp: str | None = None) -> None:
+    if stamp is not None:
+        data = {**data, STAMP_KEY: stamp}
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
@@ -50,7 +59,10 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
+def write_parquet(path: str | Path, frame: pd.DataFrame, stamp: str | None = None) -> None:
+    if stamp is not None:
+        frame = frame.copy(deep=False)
+        frame.attrs[STAMP_KEY] = stamp  # pandas keeps attrs in the parquet metadata
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
 
@@ -60,48 +72,71 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray], stamp: str | None = None) -> None:
     """Write plain (non-object) arrays; they load back with `allow_pickle=False`."""
     for name, array in arrays.items():
         if np.asarray(array).dtype == object:
             raise TypeError(f"{name}: object arrays would need pickle; store strings as str dtype")
+    if stamp is not None:
+        arrays = {**arrays, STAMP_KEY: np.array(stamp)}
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of an `.npz`, without its stamp."""
     with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+        return {name: data[name] for name in data.files if name != STAMP_KEY}
 
 
-# -- stamps: a derived table records what it was computed from ------------------------------------
+# -- stamps: an artifact records what it was computed from --------------------------------------
 
-_STAMP = "cxrdrift_stamp"
-
-
-def stage_stamp(config: RunConfig, inputs: Sequence[Path], fields: Sequence[str]) -> str:
-    """What a derived table depends on: the named config fields and the inputs' contents."""
+def fingerprint(files: Iterable[str | Path] | Mapping[str, str | Path]) -> str:
+    """A hash of files' names and contents, in order: each file's own name, or the name a mapping
+    gives it (a sample id). Where the files lie does not count, so a copied or moved run directory
+    keeps its fingerprints."""
+    named = files.items() if isinstance(files, Mapping) else ((Path(path).name, path) for path in files)
     digest = hashlib.sha256()
-    for path in inputs:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    for name, path in named:
+        digest.update(f"{name}\0".encode())
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def stamp(config: RunConfig, stage: str, inputs: Iterable[Path] = (), **facts: Any) -> str:
+    """What an artifact of `stage` depends on: the fields `config.STAGE_FIELDS[stage]` names, the
+    fingerprint of its input files and `facts` (JSON values: an architecture, an epoch, ...)."""
     values = config.to_dict()
-    return json.dumps({"config": {f: values[f] for f in fields}, "inputs": digest.hexdigest()}, sort_keys=True)
+    return json.dumps({"stage": stage, "config": {name: values[name] for name in STAGE_FIELDS[stage]},
+                       "inputs": fingerprint(inputs), **facts}, sort_keys=True)
 
 
-def parquet_is_current(path: Path, stamp: str) -> bool:
-    """True when `path` exists and was written by `write_stamped_parquet` with `stamp`."""
-    if not path.exists():
-        return False
+def stored_stamp(path: Path) -> str | None:
+    """The stamp written into `path` (a `.parquet`, `.npz` or `.json`), or None: no file, no stamp,
+    or a file that cannot be read."""
+    path = Path(path)
+    if path.suffix not in {".parquet", ".npz", ".json"}:
+        raise ValueError(f"{path.name}: stamps are kept in .parquet, .npz and .json files only")
+    if not path.is_file():
+        return None
     try:
-        return pd.read_parquet(path, columns=[]).attrs.get(_STAMP) == stamp
-    except (OSError, ValueError):
-        return False
+        if path.suffix == ".parquet":
+            stored = pd.read_parquet(path, columns=[]).attrs.get(STAMP_KEY)
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                stored = str(data[STAMP_KEY]) if STAMP_KEY in data.files else None
+        else:
+            stored = read_json(path).get(STAMP_KEY)
+    except (OSError, ValueError, KeyError, AttributeError):  # unreadable: not current, computed again
+        return None
+    return stored if isinstance(stored, str) else None
 
 
-def write_stamped_parquet(path: Path, frame: pd.DataFrame, stamp: str) -> None:
-    frame.attrs[_STAMP] = stamp  # pandas keeps attrs in the parquet metadata
-    write_parquet(path, frame)
+def is_current(path: Path, expected: str) -> bool:
+    """True when `path` exists and was written with the stamp `expected`."""
+    return stored_stamp(path) == expected
 
 
 @dataclass(frozen=True)
@@ -166,8 +201,28 @@ class RunPaths:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def training_log(self) -> Path:
+        return self.logs / "training.log"
+
     def model_dir(self, arch: str) -> Path:
         return self.root / "models" / arch
+
+    def last_weights(self, arch: str) -> Path:
+        """Weights after the last finished epoch (resume)."""
+        return self.model_dir(arch) / "last.weights.h5"
+
+    def last_optimizer(self, arch: str) -> Path:
+        """The optimizer's variables after the last finished epoch (resume)."""
+        return self.model_dir(arch) / "last.optimizer.npz"
+
+    def training_state(self, arch: str) -> Path:
+        """The last finished epoch and the training stamp; written after the epoch's other files."""
+        return self.model_dir(arch) / "state.json"
+
+    def weights_description(self, arch: str) -> Path:
+        """What the architecture started from (`weights.resolve_weights`), kept for later runs."""
+        return self.model_dir(arch) / "weights.json"
 
     def frozen_features(self, arch: str) -> Path:
         """Pooled backbone features of the frozen phase (training and test images), for the linear probe."""
@@ -196,5 +251,5 @@ def write_config(config: RunConfig, extra: Mapping[str, Any] | None = None) -> P
 
 def read_resolved(run_dir: str | Path) -> dict[str, Any]:
     """The `"resolved"` facts recorded in a run's config.json (empty if none yet)."""
-    path = Path(run_dir) / "config.json"
+    path = RunPaths(Path(run_dir)).config
     return read_json(path).get("resolved", {}) if path.exists() else {}

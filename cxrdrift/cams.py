@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
-import json
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -31,12 +29,11 @@ import tensorflow as tf
 from tqdm.std import tqdm  # text bars; chapters turn them off (TQDM_DISABLE, book.KERNEL_ENV)
 
 from . import data, metrics
-from .artifacts import RunPaths, read_npz, write_npz
+from .artifacts import RunPaths, fingerprint, is_current, read_npz, stamp, write_npz
 from .config import CAM_METHODS, RunConfig
 from .models import EARLIER_LAYERS, TARGET_LAYERS, build_model, check_architecture, preprocess_input
 
 DEGENERATE_SPAN = 1e-12
-_STAMP_KEY = "stamp"
 PAPER_DEPTH = "target"
 DEPTHS = {PAPER_DEPTH: TARGET_LAYERS, "earlier": EARLIER_LAYERS}  # named depths -> layer per architecture
 DEPTH_LABELS = {PAPER_DEPTH: "paper's layer", "earlier": "earlier layer"}
@@ -309,27 +306,6 @@ def cam_samples(config: RunConfig, test: pd.DataFrame) -> pd.DataFrame:
     return test[test["sample_id"].astype(str).isin(ids)]
 
 
-def _files_digest(samples: pd.DataFrame) -> str:
-    """Hash of each sample's id, image size and modification time: changes when images are regenerated."""
-    lines = []
-    for sample_id, path in zip(samples["sample_id"].astype(str), samples["path"].astype(str)):
-        info = Path(path).stat()
-        lines.append(f"{sample_id}\t{info.st_size}\t{info.st_mtime_ns}")
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
-
-
-def _stamp(config: RunConfig, arch: str, epoch: int, images_digest: str, weights: Path) -> str:
-    """What determines one CAM file: layers, methods, alpha_norm, the samples' images, input size,
-    checkpoint."""
-    info = weights.stat()
-    return json.dumps({
-        "arch": arch, "epoch": epoch, "layers": list(cam_layers(config, arch).values()),
-        "methods": list(config.cam_methods),
-        "alpha_norm": config.alpha_norm, "image_size": config.image_size, "images": images_digest,
-        "weights": {"name": weights.name, "size": info.st_size, "mtime_ns": info.st_mtime_ns},
-    }, sort_keys=True)
-
-
 def _target_layer(arch: str) -> str:
     check_architecture(arch)
     return TARGET_LAYERS[arch]
@@ -375,21 +351,14 @@ def check_layers(model: keras.Model, layers: Iterable[str], image_size: int) -> 
                           "are degenerate (NaN); use a larger image_size", stacklevel=3)
 
 
-def _stored_stamp(path: Path) -> str | None:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return str(data[_STAMP_KEY]) if _STAMP_KEY in data.files else None
-    except (OSError, ValueError):
-        return None
-
-
 def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
-    """Write `cams/<arch>/epoch_NN.npz` for every architecture and CAM epoch; skip files already
-    computed for the same config and checkpoint. Returns the files' paths."""
+    """Write `cams/<arch>/epoch_NN.npz` for every architecture and CAM epoch; skip a file whose
+    stamp is current (the "cams" fields, its layers, the checkpoint's and the images' contents).
+    Returns the files' paths."""
     paths = RunPaths.of(config)
     samples = cam_samples(config, data.prepare(config).split("test"))
     sample_ids = samples["sample_id"].to_numpy(dtype=str)
-    images_digest = _files_digest(samples)
+    images = fingerprint(dict(zip(sample_ids, samples["path"].astype(str))))
     written = []
     for arch in config.architectures:
         layers = cam_layers(config, arch)
@@ -399,8 +368,9 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
             written.append(target)
             if not weights.exists():
                 raise CamError(f"checkpoint {weights} is missing: train {arch} before the CAM stage")
-            stamp = _stamp(config, arch, epoch, images_digest, weights)
-            if not force and target.exists() and _stored_stamp(target) == stamp:
+            expected = stamp(config, "cams", [weights], arch=arch, epoch=epoch, layers=list(layers.values()),
+                             images=images)
+            if not force and is_current(target, expected):
                 continue
             if model is None:
                 model = build_model(arch, config.image_size, None)
@@ -415,8 +385,7 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
             write_npz(target, {"sample_id": sample_ids,
                                "layers": np.array(list(layers.values())), "depths": np.array(list(layers)),
                                **{map_key(method, layer, arch): array for layer, per_method in maps.items()
-                                  for method, array in per_method.items()},
-                               _STAMP_KEY: np.array(stamp)})
+                                  for method, array in per_method.items()}}, stamp=expected)
     return written
 
 

@@ -235,6 +235,29 @@ def _jsonable(value: Any) -> Any:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+# The fields each stage's artifacts are computed from (`cxrdrift.artifacts.stamp`): a changed field
+# makes exactly the artifacts of the stages that list it stale, and those downstream through their
+# input files. Training and CAM files also stamp the architecture, epoch and input files themselves.
+_MAPPED = ("architectures", "cam_methods", "cam_samples", "image_size", "threshold")
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "training": ("image_size", "augment", "data_dir", "synth_train", "synth_val", "synth_test", "synth_size",
+                 "weights", "pretrain_images", "pretrain_epochs", "pretrain_lr", "pretrain_bn_momentum",
+                 "pretrain_bn_epochs", "pretrain_bn_images", "pretrain_size", "pretrain_seed", "pretrain_dense",
+                 "epochs_tl", "epochs_ft", "lr_tl", "lr_ft", "bn_frozen_in_ft", "batch_size", "seed",
+                 "save_epochs", "early_epoch", "late_epoch", "mixed_precision", "xla"),
+    "true_positives": ("architectures", "early_epoch", "late_epoch"),
+    "cams": ("cam_methods", "cam_layers", "alpha_norm", "image_size"),
+    "drift": (*_MAPPED, "cam_layers", "early_epoch", "late_epoch"),
+    "localization": (*_MAPPED, "cam_layers", "cam_epochs", "early_epoch", "late_epoch"),
+    "randomization": (*_MAPPED, "late_epoch", "alpha_norm", "seed"),
+    "trajectory": (*_MAPPED, "cam_epochs", "early_epoch", "late_epoch"),
+    "noise_floor": (*_MAPPED, "early_epoch", "late_epoch", "replicate_seeds"),
+}
+# Fields no artifact's content depends on: where the run lives, how it is batched or cached, what
+# the chapters compute from the artifacts, and whether an optional stage runs at all.
+UNSTAMPED_FIELDS: tuple[str, ...] = ("profile", "run_dir", "cam_batch_size", "cache_frozen_features",
+                                     "bootstrap_samples", "ground_truth", "randomization_check")
 _HINTS = typing.get_type_hints(RunConfig)
 
 

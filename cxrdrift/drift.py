@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter
 
 from . import metrics
-from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
+from .artifacts import RunPaths, is_current, stamp, write_parquet
 from .config import RunConfig
 
 METHOD_LABELS = {"layercam": "LayerCAM", "gradcampp": "Grad-CAM++", "gradcam": "Grad-CAM"}
@@ -46,15 +46,15 @@ def run_true_positive_filter(config: RunConfig, force: bool = False) -> pd.DataF
     right at both compared epochs) and the per-(arch, epoch) correctness columns."""
     paths = RunPaths.of(config)
     source = _require(paths.predictions, "training stage")
-    stamp = stage_stamp(config, [source], ["architectures", "early_epoch", "late_epoch"])
-    if not force and parquet_is_current(paths.true_positives, stamp):
+    expected = stamp(config, "true_positives", [source])
+    if not force and is_current(paths.true_positives, expected):
         return pd.read_parquet(paths.true_positives)
     predictions = pd.read_parquet(source)
     try:
         frame = metrics.true_positive_mask(predictions, config.architectures, config.compared_epochs)
     except metrics.MetricInputError as err:
         raise DriftError(f"{source}: {err}") from None
-    write_stamped_parquet(paths.true_positives, frame, stamp)
+    write_parquet(paths.true_positives, frame, stamp=expected)
     return frame
 
 
@@ -174,16 +174,15 @@ def run_drift_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
     inputs = [_require(paths.true_positives, "true-positive filter")]
     inputs += [_require(paths.cams(arch, epoch), "CAM stage")
                for arch in config.architectures for epoch in config.compared_epochs]
-    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "cam_layers", "early_epoch",
-                                         "late_epoch", "cam_samples", "image_size", "threshold"])
-    if not force and parquet_is_current(paths.drift, stamp):
+    expected = stamp(config, "drift", inputs)
+    if not force and is_current(paths.drift, expected):
         return pd.read_parquet(paths.drift)
     samples = mapped_samples(config)
     frame = pd.concat([_arch_method_frame(config, arch, method, samples, depth)
                        for depth in depths(config)
                        for arch in config.architectures for method in config.cam_methods],
                       ignore_index=True)
-    write_stamped_parquet(paths.drift, frame, stamp)
+    write_parquet(paths.drift, frame, stamp=expected)
     return frame
 
 

@@ -63,7 +63,7 @@ class DriftExplorer:
     @classmethod
     def from_run(cls, run_dir: str | Path, **kwargs: Any) -> "DriftExplorer":
         """An explorer of the run whose `config.json` lies in `run_dir`."""
-        return cls(RunConfig.load(Path(run_dir) / "config.json"), **kwargs)
+        return cls(RunConfig.load(RunPaths(Path(run_dir)).config), **kwargs)
 
     def _image(self, sample_id: str) -> np.ndarray | None:
         if not self.show_images:

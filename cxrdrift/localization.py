@@ -18,7 +18,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from . import data, metrics
-from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
+from .artifacts import RunPaths, is_current, stamp, write_parquet
 from .config import RunConfig
 from .drift import PAPER_DEPTH, depths, epoch_maps, load_compared_rows, mapped_samples, weighted_means
 
@@ -72,15 +72,14 @@ def run_localization_stage(config: RunConfig, force: bool = False) -> pd.DataFra
     missing = [path for path in inputs if not path.exists()]
     if missing:
         raise LocalizationError(f"{missing[0]} is missing: run the CAM stage first")
-    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "cam_layers", "cam_epochs",
-                                         "early_epoch", "late_epoch", "cam_samples", "image_size", "threshold"])
-    if not force and parquet_is_current(paths.localization, stamp):
+    expected = stamp(config, "localization", inputs)
+    if not force and is_current(paths.localization, expected):
         return pd.read_parquet(paths.localization)
     frame = pd.concat([_scores(config, arch, method, epoch, samples, index, depth)
                        for depth in depths(config) for arch in config.architectures
                        for method in config.cam_methods for epoch in config.cam_epoch_list()],
                       ignore_index=True)
-    write_stamped_parquet(paths.localization, frame, stamp)
+    write_parquet(paths.localization, frame, stamp=expected)
     return frame
 
 

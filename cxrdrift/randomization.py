@@ -13,7 +13,7 @@ import keras
 import pandas as pd
 
 from . import data
-from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
+from .artifacts import RunPaths, is_current, stamp, write_parquet
 from .cams import cam_samples, fused_pass, postprocess
 from .config import RunConfig
 from .drift import drift_means, drift_rows, epoch_maps, load_compared_rows, load_drift
@@ -67,9 +67,8 @@ def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFr
                if not path.exists()]
     if missing:
         raise RandomizationError(f"{missing[0]} is missing: run training and the CAM stage first")
-    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "late_epoch", "cam_samples",
-                                         "image_size", "threshold", "alpha_norm", "seed"])
-    if not force and parquet_is_current(paths.randomization, stamp):
+    expected = stamp(config, "randomization", inputs)
+    if not force and is_current(paths.randomization, expected):
         return pd.read_parquet(paths.randomization)
     index = data.load_index(config.data_dir or paths.data)
     samples = cam_samples(config, index.split("test")).reset_index(drop=True)
@@ -90,7 +89,7 @@ def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFr
     kept = pd.read_parquet(paths.true_positives).set_index("sample_id")["kept"]
     frame = pd.concat(parts, ignore_index=True)
     frame.insert(4, "kept", frame["sample_id"].map(kept).astype(bool))
-    write_stamped_parquet(paths.randomization, frame, stamp)
+    write_parquet(paths.randomization, frame, stamp=expected)
     return frame
 
 

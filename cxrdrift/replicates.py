@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
+from .artifacts import RunPaths, is_current, stamp, write_parquet
 from .config import RunConfig
 from .drift import drift_means, drift_rows, epoch_maps, load_compared_rows, load_drift, mapped_samples
 
@@ -44,9 +44,8 @@ def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFram
     paths = RunPaths.of(config)
     inputs = [paths.true_positives] + [RunPaths.of(c).cams(arch, epoch) for c in (config, *replicas)
                                        for arch in config.architectures for epoch in config.compared_epochs]
-    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "early_epoch", "late_epoch",
-                                         "cam_samples", "image_size", "threshold", "replicate_seeds"])
-    if not force and parquet_is_current(paths.noise_floor, stamp):
+    expected = stamp(config, "noise_floor", inputs)
+    if not force and is_current(paths.noise_floor, expected):
         return pd.read_parquet(paths.noise_floor)
     samples = mapped_samples(config)
     parts = []
@@ -61,7 +60,7 @@ def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFram
                                                           "seed": replica.seed}, index=samples.index),
                                             samples, values], axis=1))
     frame = pd.concat(parts, ignore_index=True)
-    write_stamped_parquet(paths.noise_floor, frame, stamp)
+    write_parquet(paths.noise_floor, frame, stamp=expected)
     return frame
 
 

@@ -12,15 +12,14 @@ pooled features once and trains the same `logits` layer on them (a model sharing
 the same batch order as the plain path would use: the head it gives is the plain path's.
 
 Resume: after an epoch's artifacts, `models/<arch>/last.weights.h5`, the optimizer's variables
-(`last.optimizer.npz`) and then `state.json` are written; a restarted run continues after the
+(`last.optimizer.npz`) and then `state.json` (the epoch and the training stamp,
+`artifacts.stamp`) are written; a restarted run whose stamp is still current continues after the
 epoch `state.json` names, with weights and optimizer restored, and discards any rows of later
 epochs (written by an interrupted epoch). Batch order is a function of (seed, epoch), so a resumed
 run reproduces an uninterrupted one.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -34,8 +33,8 @@ import tensorflow as tf
 from tqdm.std import tqdm  # text bars; chapters turn them off (TQDM_DISABLE, book.KERNEL_ENV)
 
 from . import data
-from .artifacts import RunPaths, atomic_path, read_json, read_resolved, write_config, write_csv, write_json, \
-    write_npz, read_npz, write_parquet
+from .artifacts import RunPaths, atomic_path, is_current, read_json, read_npz, read_resolved, stamp, write_config, \
+    write_csv, write_json, write_npz, write_parquet
 from .config import RunConfig
 from .models import backbone_layers, build_model, preprocess_input, restart_layer_names
 from .weights import resolve_weights
@@ -70,48 +69,18 @@ def configure_device(config: RunConfig) -> Device:
 
 # -- run-directory bookkeeping ---------------------------------------------------------------------
 
-def training_fingerprint(config: RunConfig, arch: str) -> str:
-    """A hash of every setting that shapes `arch`'s training; a state with another one is stale."""
-    fields = ("image_size", "augment", "data_dir", "synth_train", "synth_val", "synth_test", "synth_size",
-              "weights", "pretrain_images", "pretrain_epochs", "pretrain_lr", "pretrain_bn_momentum",
-              "pretrain_bn_epochs", "pretrain_bn_images", "pretrain_size", "pretrain_seed", "pretrain_dense",
-              "epochs_tl", "epochs_ft", "lr_tl", "lr_ft",
-              "bn_frozen_in_ft", "batch_size", "seed", "save_epochs", "early_epoch", "late_epoch")
-    values = {"arch": arch, **{name: getattr(config, name) for name in fields}}
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class ArchFiles:
-    """Where one architecture's resume state lives."""
-
-    root: Path
-
-    @property
-    def last_weights(self) -> Path:
-        return self.root / "last.weights.h5"
-
-    @property
-    def last_optimizer(self) -> Path:
-        return self.root / "last.optimizer.npz"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def weights_description(self) -> Path:
-        """What the architecture started from (`models.resolve_weights`), kept for later runs."""
-        return self.root / "weights.json"
+def training_stamp(config: RunConfig, arch: str) -> str:
+    """What `arch`'s checkpoints, predictions and history are computed from (the "training" fields)."""
+    return stamp(config, "training", arch=arch)
 
 
 def finished_epoch(config: RunConfig, arch: str) -> int:
     """The last epoch of `arch` whose artifacts are all written for this config (0 if none)."""
-    files = ArchFiles(RunPaths.of(config).model_dir(arch))
-    if not files.state.is_file() or not files.last_weights.is_file():
+    paths = RunPaths.of(config)
+    state = paths.training_state(arch)
+    if not paths.last_weights(arch).is_file() or not is_current(state, training_stamp(config, arch)):
         return 0
-    state = read_json(files.state)
-    return int(state["epoch"]) if state.get("fingerprint") == training_fingerprint(config, arch) else 0
+    return int(read_json(state)["epoch"])
 
 
 def _read_table(path: Path) -> pd.DataFrame | None:
@@ -214,12 +183,12 @@ class EpochSource:
             self.features[split] = pooled.astype(np.float32)
         return self.features[split]
 
-    def save_features(self, path: Path) -> None:
+    def save_features(self, path: Path, training: str) -> None:
         """Keep the pooled features of the training and test images, with their labels, for the
-        linear probe (`linear_probe`)."""
+        linear probe (`linear_probe`), stamped like the training that computed them."""
         write_npz(path, {name: array for split in ("train", "test") for name, array in (
             (split, self._features(split)),
-            (f"{split}_labels", getattr(self, split)["label_index"].to_numpy(np.int32)))})
+            (f"{split}_labels", getattr(self, split)["label_index"].to_numpy(np.int32)))}, stamp=training)
 
     def _from_features(self, split: str, order: np.ndarray | None = None) -> tf.data.Dataset:
         frame = {"train": self.train, "val": self.val, "test": self.test}[split]
@@ -261,21 +230,19 @@ def finish_epoch(config: RunConfig, arch: str, epoch: int, phase: str, model: ke
                  logits: np.ndarray) -> None:
     """Write the epoch's artifacts; `state.json` last, so an epoch counts as done only when all are."""
     paths = RunPaths.of(config)
-    files = ArchFiles(paths.model_dir(arch))
     if epoch in config.saved_epochs():
         with atomic_path(paths.weights(arch, epoch)) as tmp:
             model.save_weights(tmp)
     _replace_rows(paths.predictions, arch, predictions_frame(arch, epoch, test, logits), epoch - 1)
     history = pd.DataFrame([{"arch": arch, "epoch": epoch, "phase": phase, **row}], columns=HISTORY_COLUMNS)
     _replace_rows(paths.history, arch, history, epoch - 1)
-    with atomic_path(files.last_weights) as tmp:
+    with atomic_path(paths.last_weights(arch)) as tmp:
         model.save_weights(tmp)
     if epoch == config.total_epochs:
-        files.last_optimizer.unlink(missing_ok=True)
+        paths.last_optimizer(arch).unlink(missing_ok=True)
     else:
-        save_optimizer(optimizer, files.last_optimizer)
-    write_json(files.state, {"epoch": epoch, "phase": phase,
-                             "fingerprint": training_fingerprint(config, arch)})
+        save_optimizer(optimizer, paths.last_optimizer(arch))
+    write_json(paths.training_state(arch), {"epoch": epoch, "phase": phase}, stamp=training_stamp(config, arch))
 
 
 def phase_of(config: RunConfig, epoch: int) -> str:
@@ -286,11 +253,10 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
                        force: bool = False) -> None:
     """Train `arch` through both phases, resuming after its last finished epoch."""
     paths = RunPaths.of(config)
-    files = ArchFiles(paths.model_dir(arch))
     done = 0 if force else finished_epoch(config, arch)
     if done == config.total_epochs:
-        if files.weights_description.is_file():  # config.json may have been rewritten since
-            _record_weights(config, arch, read_json(files.weights_description))
+        if paths.weights_description(arch).is_file():  # config.json may have been rewritten since
+            _record_weights(config, arch, read_json(paths.weights_description(arch)))
         log.info("%s: all %d epochs already done, skipped", arch, done)
         return
     for table in (paths.predictions, paths.history):  # drop rows of epochs not finished
@@ -298,14 +264,14 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
     weights, description = resolve_weights(config, arch)
     log.info("%s: weights %s", arch, ", ".join(f"{k}={v}" for k, v in description.items()
                                                if k in ("kind", "cached", "seconds", "auc_macro", "path")))
-    write_json(files.weights_description, description)
+    write_json(paths.weights_description(arch), description)
     _record_weights(config, arch, description)
     restart_layer_names()
     keras.utils.set_random_seed(config.seed)
     with device.strategy.scope():
         model = build_model(arch, config.image_size, weights)
         if done:
-            model.load_weights(files.last_weights)
+            model.load_weights(paths.last_weights(arch))
             log.info("%s: resuming after epoch %d", arch, done)
     cached = config.cache_frozen_features and not config.augment
     bar = tqdm(total=config.total_epochs, initial=done, desc=arch, unit="epoch")
@@ -319,7 +285,7 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
             compile_for(source.trainer, config.lr_tl if phase == "transfer" else config.lr_ft, device.xla)
             if done and phase_of(config, done) == phase:
                 restore_optimizer(source.trainer.optimizer, source.trainer.trainable_variables,
-                                  files.last_optimizer)
+                                  paths.last_optimizer(arch))
         for epoch in epochs:
             row, logits = run_epoch(source, epoch)
             finish_epoch(config, arch, epoch, phase, model, source.trainer.optimizer, row, source.test, logits)
@@ -328,7 +294,7 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
             bar.set_postfix(phase=phase, val_acc=f"{row['val_accuracy']:.3f}")
             bar.update(1)
         if source.cached:
-            source.save_features(paths.frozen_features(arch))
+            source.save_features(paths.frozen_features(arch), training_stamp(config, arch))
     bar.close()
 
 
@@ -350,7 +316,7 @@ def run_training(config: RunConfig, force: bool = False) -> pd.DataFrame:
     finished ones unless `force`); returns `history.csv` as a frame."""
     paths = RunPaths.of(config)
     index = data.prepare(config)
-    handler = _log_to(paths.logs / "training.log")
+    handler = _log_to(paths.training_log)
     previous_policy = keras.mixed_precision.global_policy()
     try:
         device = configure_device(config)
@@ -387,7 +353,8 @@ def epoch_scores(predictions: pd.DataFrame, epoch: int) -> dict[str, dict[str, A
 def linear_probe(config: RunConfig) -> pd.DataFrame:
     """What pre-training taught, measured on the target: test accuracy of a logistic regression on
     each backbone's frozen pooled features (standardized; fitted on the training split), from the
-    features the frozen phase saved. Architectures without saved features are left out."""
+    features the frozen phase saved. Architectures without features saved by this config's training
+    are left out."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -395,7 +362,7 @@ def linear_probe(config: RunConfig) -> pd.DataFrame:
     rows = {}
     for arch in config.architectures:
         path = RunPaths.of(config).frozen_features(arch)
-        if not path.is_file():
+        if not is_current(path, training_stamp(config, arch)):
             continue
         saved = read_npz(path)
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=config.seed))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import metrics
-from .artifacts import RunPaths, parquet_is_current, stage_stamp, write_stamped_parquet
+from .artifacts import RunPaths, is_current, stamp, write_parquet
 from .config import RunConfig
 from .drift import DriftError, epoch_maps, mapped_samples, weighted_means
 
@@ -32,9 +32,8 @@ def run_trajectory_stage(config: RunConfig, force: bool = False) -> pd.DataFrame
     missing = [path for path in inputs if not path.exists()]
     if missing:
         raise DriftError(f"{missing[0]} is missing: run the CAM stage with cam_epochs='all' first")
-    stamp = stage_stamp(config, inputs, ["architectures", "cam_methods", "cam_epochs", "early_epoch",
-                                         "late_epoch", "cam_samples", "image_size", "threshold"])
-    if not force and parquet_is_current(paths.trajectory, stamp):
+    expected = stamp(config, "trajectory", inputs)
+    if not force and is_current(paths.trajectory, expected):
         return pd.read_parquet(paths.trajectory)
     samples = mapped_samples(config)[["sample_id", "label"]]
     references = dict(zip(("early", "late"), config.compared_epochs))
@@ -54,7 +53,7 @@ def run_trajectory_stage(config: RunConfig, force: bool = False) -> pd.DataFrame
                                                 chunk, values], axis=1))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["arch", "method", "epoch", "reference", "sample_id", "label", *metrics.DRIFT_METRICS])
-    write_stamped_parquet(paths.trajectory, frame, stamp)
+    write_parquet(paths.trajectory, frame, stamp=expected)
     return frame
 
 

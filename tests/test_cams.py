@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import keras
+from PIL import Image
 
 from cxrdrift import cams
 from cxrdrift.models import EARLIER_LAYERS, TARGET_LAYERS, build_model, preprocess_input
@@ -355,6 +356,10 @@ def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
     assert {p: p.stat().st_mtime_ns for p in written} == finished          # same config: skipped
     image = Path(rows["path"].iloc[0])
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    cams.run_cam_stage(config)                                                # same bytes, newer time: skipped
+    assert {p: p.stat().st_mtime_ns for p in written} == finished
+    with Image.open(image) as original:
+        Image.fromarray(255 - np.asarray(original)).save(image)
     cams.run_cam_stage(config)                                                # images regenerated: recomputed
     assert all(p.stat().st_mtime_ns != finished[p] for p in written)
     finished = {p: p.stat().st_mtime_ns for p in written}

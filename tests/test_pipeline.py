@@ -12,7 +12,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from cxrdrift import book, config as cfg
+from cxrdrift import book, config as cfg, pipeline
 from cxrdrift.artifacts import RunPaths, read_npz
 from cxrdrift.data import CLASSES
 from cxrdrift.models import EARLIER_LAYERS, TARGET_LAYERS
@@ -136,3 +136,43 @@ def test_unchanged_chapters_are_not_executed_again(smoke_book):
     root, config, _ = smoke_book
     results = book.execute_notebooks(config, root=root, progress_bar=False)
     assert [result.status for result in results] == ["skipped"] * 8
+
+
+def test_a_finished_run_is_skipped_stage_by_stage_and_a_change_redoes_exactly_what_depends_on_it(
+        smoke_book, tmp_path):
+    _, finished, _ = smoke_book
+    run = tmp_path / "run"
+    shutil.copytree(finished.run_dir, run)  # fingerprints hold file contents: a copied run is current
+    config = finished.replace(run_dir=str(run))
+
+    def artifacts() -> dict[str, int]:
+        """Every artifact's modification time (config.json and the logs are rewritten by every run)."""
+        return {path.relative_to(run).as_posix(): path.stat().st_mtime_ns for path in run.rglob("*")
+                if path.is_file() and path.name != "config.json" and "logs" not in path.parts}
+
+    def rewritten(before: dict[str, int]) -> set[str]:
+        after = artifacts()
+        assert set(after) == set(before)
+        return {name for name, mtime in after.items() if mtime != before[name]}
+
+    before = artifacts()
+    assert {"predictions.parquet", "true_positives.parquet", "drift.parquet", "localization.parquet",
+            "randomization.parquet", "trajectory.parquet", "cams/ResNet50V2/epoch_03.npz",
+            "models/ResNet50V2/state.json"} <= set(before)
+    pipeline.run_all(config)
+    assert rewritten(before) == set()
+
+    # a field: the threshold scores maps, so the stages that score them recompute, no map and no model
+    before = artifacts()
+    pipeline.run_all(config.replace(threshold=0.4))
+    assert rewritten(before) == {"drift.parquet", "localization.parquet", "randomization.parquet",
+                                 "trajectory.parquet"}
+
+    # an input: another checkpoint for one epoch of one architecture redoes that epoch's maps and
+    # every table read from them; the other maps, the models and the true positives stay
+    paths = RunPaths(run)
+    shutil.copyfile(paths.weights("ResNet50V2", 2), paths.weights("ResNet50V2", 3))
+    before = artifacts()
+    pipeline.run_all(config.replace(threshold=0.4))
+    assert rewritten(before) == {"cams/ResNet50V2/epoch_03.npz", "drift.parquet", "localization.parquet",
+                                 "randomization.parquet", "trajectory.parquet"}
