@@ -11,6 +11,8 @@ From-scratch weights move faster than BatchNorm's moving statistics follow (mome
 backbone trains with a lower momentum and then re-estimates the statistics: forward passes in
 training mode, no weight update. Convolution weights do not depend on the input size, so the
 backbone may train at a smaller `size` and re-estimate its statistics at the study's `image_size`.
+The training steps may compute in bfloat16 (`precision`, float32 weights); the statistics are then
+re-estimated, and the source task scored, in float32 as the study computes.
 """
 from __future__ import annotations
 
@@ -53,14 +55,19 @@ class PretrainSpec:
     batch_size: int = 32
     seed: int = 0
     dense: bool = True            # per-cell finding maps at two depths besides the image labels
+    precision: str = "float32"    # Keras dtype policy of the training steps: float32 or mixed_bfloat16
 
     @classmethod
     def from_config(cls, config: "RunConfig") -> "PretrainSpec":
+        """The spec of `config`'s pre-training, with `pretrain_precision="auto"` resolved on this machine."""
+        precision = config.pretrain_precision
+        if precision == "auto":
+            precision = "mixed_bfloat16" if native_bf16() else "float32"
         return cls(image_size=config.image_size, size=config.pretrain_size, images=config.pretrain_images,
                    epochs=config.pretrain_epochs, lr=config.pretrain_lr,
                    bn_momentum=config.pretrain_bn_momentum, bn_epochs=config.pretrain_bn_epochs,
                    bn_images=config.pretrain_bn_images,
-                   batch_size=config.batch_size, dense=config.pretrain_dense,
+                   batch_size=config.batch_size, dense=config.pretrain_dense, precision=precision,
                    seed=config.pretrain_seed if config.pretrain_seed >= 0 else config.seed)
 
     def train_size(self, arch: str) -> int:
@@ -86,6 +93,17 @@ class PretrainSpec:
 class PretrainResult:
     path: Path                    # backbone `.weights.h5`
     description: dict[str, Any]   # settings, cache key, source-task scores, time
+
+
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or amx_bf16 among its flags); where
+    that cannot be read, False: emulated bf16 is slower than float32."""
+    try:
+        flags = {flag for line in cpuinfo.read_text().splitlines() if line.startswith("flags")
+                 for flag in line.partition(":")[2].split()}
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def generator_fingerprint() -> str:
@@ -158,7 +176,12 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
     restart_layer_names()
     keras.utils.set_random_seed(spec.seed)
     x, y, maps = source_inputs(arch, spec.images, size, spec.seed)
-    model, trainer = source_model(arch, size, y.shape[1], spec.dense)
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(spec.precision)
+    try:
+        model, trainer = source_model(arch, size, y.shape[1], spec.dense)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
     set_batchnorm_momentum(model, spec.bn_momentum)
     targets = (y, *(cell_targets(maps, tuple(out.shape[1:3])) for out in trainer.outputs[1:])) if spec.dense else y
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
@@ -167,12 +190,13 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
                .batch(spec.batch_size).prefetch(2))
     history = trainer.fit(batches, epochs=spec.epochs, verbose=verbose, shuffle=False)
     del maps, targets
-    if size != spec.image_size:
-        resized = build_model(arch, spec.image_size, None, num_classes=y.shape[1])
-        resized.set_weights(model.get_weights())
-        model = resized
+    if size != spec.image_size or spec.precision != "float32":  # statistics as the study computes
+        study = build_model(arch, spec.image_size, None, num_classes=y.shape[1])
+        study.set_weights(model.get_weights())
+        model = study
         set_batchnorm_momentum(model, spec.bn_momentum)
-        x, _, _ = source_inputs(arch, spec.images, spec.image_size, spec.seed)
+        if size != spec.image_size:
+            x, _, _ = source_inputs(arch, spec.images, spec.image_size, spec.seed)
     reestimate_batchnorm(model, x[:spec.bn_images or None], spec.batch_size, spec.bn_epochs)
     train_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     held_x, held_y, _ = source_inputs(arch, spec.held_out, spec.image_size, spec.seed + 1)

@@ -85,15 +85,20 @@ def test_inceptionv3_finetuning_built_after_other_models_is_bit_identical():
     _assert_same(weights, again)
 
 
-@pytest.mark.parametrize("arch", ["DenseNet201", "ResNet50V2", "InceptionV3"])
-def test_pretraining_again_after_other_models_is_bit_identical(tmp_path, monkeypatch, arch):
+@pytest.mark.parametrize("arch, precision", [("DenseNet201", "float32"), ("ResNet50V2", "float32"),
+                                             ("InceptionV3", "float32"), ("InceptionV3", "mixed_bfloat16")])
+def test_pretraining_again_after_other_models_is_bit_identical(tmp_path, monkeypatch, arch, precision):
     from cxrdrift.pretrain import PretrainSpec, pretrain_backbone
 
     monkeypatch.setenv("CXRDRIFT_CACHE", str(tmp_path / "cache"))
-    spec = PretrainSpec(image_size=MIN_IMAGE_SIZE[arch], images=16, epochs=1, bn_epochs=1, batch_size=8)
+    spec = PretrainSpec(image_size=MIN_IMAGE_SIZE[arch], images=16, epochs=1, bn_epochs=1, batch_size=8,
+                        precision=precision)
     keras.backend.clear_session()  # automatic layer names from the start: conv2d, conv2d_1, ...
     first, description = pretrain_backbone(arch, spec, verbose=0)
+    # whatever the training steps computed in, the backbone comes back as the study builds it
+    assert first.dtype_policy.name == keras.mixed_precision.global_policy().name == "float32"
     weights = first.get_weights()
+    assert {w.dtype for w in weights} == {np.dtype("float32")}
     second, again = pretrain_backbone(arch, spec, verbose=0)  # built after `first`
     _assert_same(weights, second.get_weights())
     np.testing.assert_equal(description["auc_macro"], again["auc_macro"])

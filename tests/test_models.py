@@ -102,8 +102,26 @@ def test_spec_from_config_and_key_sensitivity(monkeypatch):
     key = spec.key("DenseNet201")
     assert key == spec.key("DenseNet201") != spec.key("ResNet50V2")
     assert key != pretrain.PretrainSpec.from_config(config.replace(pretrain_lr=1e-4)).key("DenseNet201")
+    float32, bf16 = (pretrain.PretrainSpec.from_config(config.replace(pretrain_precision=p)).key("DenseNet201")
+                     for p in ("float32", "mixed_bfloat16"))
+    assert float32 != bf16
     monkeypatch.setattr(synth, "GENERATOR_VERSION", synth.GENERATOR_VERSION + 1)
     assert key != spec.key("DenseNet201")
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert pretrain.native_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert not pretrain.native_bf16(cpuinfo)
+    assert not pretrain.native_bf16(tmp_path / "missing")
+    config = cfg.profile("demo")
+    assert config.pretrain_precision == "auto"
+    for native, precision in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(pretrain, "native_bf16", lambda native=native: native)
+        assert pretrain.PretrainSpec.from_config(config).precision == precision
+    assert pretrain.PretrainSpec.from_config(config.replace(pretrain_precision="float32")).precision == "float32"
 
 
 def test_pretrained_weights_come_back_from_the_cache_unchanged(tmp_path, monkeypatch):
