@@ -48,10 +48,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    spec = pretrain.PretrainSpec.from_config(cfg.profile("demo"))
-    print(f"{args.images} source images per pass, batches of {spec.batch_size}; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    config = cfg.profile("demo")
+    print(f"{args.images} source images per pass, batches of {config.batch_size}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; native bf16: {pretrain.native_bf16()}")
     for arch in args.archs:
+        spec = pretrain.PretrainSpec.from_config(config, arch)
         x, y, maps = pretrain.source_inputs(arch, args.images, spec.train_size(arch), spec.seed)
         trainers = {policy: trainer_for(arch, policy, spec, x, y, maps) for policy in POLICIES}
         seconds: dict[str, list[float]] = {policy: [] for policy in POLICIES}

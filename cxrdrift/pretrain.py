@@ -58,11 +58,10 @@ class PretrainSpec:
     precision: str = "float32"    # Keras dtype policy of the training steps: float32 or mixed_bfloat16
 
     @classmethod
-    def from_config(cls, config: "RunConfig") -> "PretrainSpec":
-        """The spec of `config`'s pre-training, with `pretrain_precision="auto"` resolved on this machine."""
-        precision = config.pretrain_precision
-        if precision == "auto":
-            precision = "mixed_bfloat16" if native_bf16() else "float32"
+    def from_config(cls, config: "RunConfig", arch: str) -> "PretrainSpec":
+        """The spec of `arch`'s pre-training under `config`: bf16 steps when `config.pretrain_bf16`
+        names `arch` and this CPU computes bf16 natively."""
+        precision = "mixed_bfloat16" if arch in config.pretrain_bf16 and native_bf16() else "float32"
         return cls(image_size=config.image_size, size=config.pretrain_size, images=config.pretrain_images,
                    epochs=config.pretrain_epochs, lr=config.pretrain_lr,
                    bn_momentum=config.pretrain_bn_momentum, bn_epochs=config.pretrain_bn_epochs,

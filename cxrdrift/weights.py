@@ -26,5 +26,5 @@ def resolve_weights(config: RunConfig, arch: str) -> tuple[str | Path | None, di
         if not path.is_file():
             raise WeightsError(f"weights file {path} (for {arch}) does not exist")
         return path, {"kind": "file", "path": str(path)}
-    result = synthetic_backbone_weights(arch, PretrainSpec.from_config(config), verbose=0)
+    result = synthetic_backbone_weights(arch, PretrainSpec.from_config(config, arch), verbose=0)
     return result.path, {"kind": "synthetic", **result.description}

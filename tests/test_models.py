@@ -93,7 +93,7 @@ def test_batchnorm_reestimation_catches_up_with_the_data():
 
 def test_spec_from_config_and_key_sensitivity(monkeypatch):
     config = cfg.profile("demo", seed=3)
-    spec = pretrain.PretrainSpec.from_config(config)
+    spec = pretrain.PretrainSpec.from_config(config, "DenseNet201")
     assert (spec.image_size, spec.train_size("ResNet50V2"), spec.images, spec.epochs, spec.seed) == \
         (config.image_size, config.pretrain_size or config.image_size, config.pretrain_images,
          config.pretrain_epochs, 3)
@@ -101,15 +101,15 @@ def test_spec_from_config_and_key_sensitivity(monkeypatch):
     assert pretrain.PretrainSpec(image_size=128).train_size("DenseNet201") == 128
     key = spec.key("DenseNet201")
     assert key == spec.key("DenseNet201") != spec.key("ResNet50V2")
-    assert key != pretrain.PretrainSpec.from_config(config.replace(pretrain_lr=1e-4)).key("DenseNet201")
-    float32, bf16 = (pretrain.PretrainSpec.from_config(config.replace(pretrain_precision=p)).key("DenseNet201")
+    assert key != pretrain.PretrainSpec.from_config(config.replace(pretrain_lr=1e-4), "DenseNet201").key("DenseNet201")
+    float32, bf16 = (pretrain.PretrainSpec(image_size=112, precision=p).key("DenseNet201")
                      for p in ("float32", "mixed_bfloat16"))
     assert float32 != bf16
     monkeypatch.setattr(synth, "GENERATOR_VERSION", synth.GENERATOR_VERSION + 1)
     assert key != spec.key("DenseNet201")
 
 
-def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(tmp_path, monkeypatch):
+def test_bf16_only_for_the_named_architectures_where_the_cpu_computes_it(tmp_path, monkeypatch):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
     assert pretrain.native_bf16(cpuinfo)
@@ -117,11 +117,12 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(tmp_path, monkeyp
     assert not pretrain.native_bf16(cpuinfo)
     assert not pretrain.native_bf16(tmp_path / "missing")
     config = cfg.profile("demo")
-    assert config.pretrain_precision == "auto"
-    for native, precision in ((True, "mixed_bfloat16"), (False, "float32")):
+    assert config.pretrain_bf16 == ("DenseNet201", "ResNet50V2")
+    for native in (True, False):
         monkeypatch.setattr(pretrain, "native_bf16", lambda native=native: native)
-        assert pretrain.PretrainSpec.from_config(config).precision == precision
-    assert pretrain.PretrainSpec.from_config(config.replace(pretrain_precision="float32")).precision == "float32"
+        assert [pretrain.PretrainSpec.from_config(config, arch).precision for arch in config.architectures] == \
+            ["mixed_bfloat16" if native else "float32"] * 2 + ["float32"]
+    assert pretrain.PretrainSpec.from_config(cfg.profile("smoke"), "DenseNet201").precision == "float32"
 
 
 def test_pretrained_weights_come_back_from_the_cache_unchanged(tmp_path, monkeypatch):
