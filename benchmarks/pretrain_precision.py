@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/pretrain_precision.py [--archs ResNet50V2 ...] [--images 320] [--repeats 2]
 
-Trains the pre-training model (`pretrain.source_model`, dense heads, the demo's input size and
+Trains the pre-training model (`pretrain.compiled_source_model`: the demo's heads, input size and
 batch) on `--images` source images per timed pass, after one untimed pass that traces the graph,
 the two precisions interleaved `--repeats` times; prints images per second and their ratio. A CPU
 with avx512_bf16 or AMX runs bf16 natively; others emulate it and are slower.
@@ -28,17 +28,11 @@ POLICIES = ("float32", "mixed_bfloat16")
 def trainer_for(arch: str, policy: str, spec: pretrain.PretrainSpec, x: np.ndarray, y: np.ndarray,
                 maps: np.ndarray) -> tuple[keras.Model, tf.data.Dataset]:
     """The compiled source model under `policy`, traced by one pass, and its batches."""
-    keras.mixed_precision.set_global_policy(policy)
     models.restart_layer_names()
     keras.utils.set_random_seed(spec.seed)
-    model, trainer = pretrain.source_model(arch, x.shape[1], y.shape[1], dense=True)
-    pretrain.set_batchnorm_momentum(model, spec.bn_momentum)
-    targets = (y, *(pretrain.cell_targets(maps, tuple(out.shape[1:3])) for out in trainer.outputs[1:]))
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    trainer.compile(keras.optimizers.Adam(spec.lr), [bce] * len(trainer.outputs))
+    _, trainer, targets = pretrain.compiled_source_model(arch, spec, x.shape[1], y, maps, policy)
     batches = tf.data.Dataset.from_tensor_slices((x, targets)).batch(spec.batch_size).prefetch(2)
     trainer.fit(batches, epochs=1, verbose=0)  # traces the step
-    keras.mixed_precision.set_global_policy("float32")
     return trainer, batches
 
 

@@ -175,16 +175,7 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
     restart_layer_names()
     keras.utils.set_random_seed(spec.seed)
     x, y, maps = source_inputs(arch, spec.images, size, spec.seed)
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(spec.precision)
-    try:
-        model, trainer = source_model(arch, size, y.shape[1], spec.dense)
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
-    set_batchnorm_momentum(model, spec.bn_momentum)
-    targets = (y, *(cell_targets(maps, tuple(out.shape[1:3])) for out in trainer.outputs[1:])) if spec.dense else y
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    trainer.compile(keras.optimizers.Adam(spec.lr), [bce] * len(trainer.outputs) if spec.dense else bce)
+    model, trainer, targets = compiled_source_model(arch, spec, size, y, maps, spec.precision)
     batches = (tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(len(x), seed=spec.seed)
                .batch(spec.batch_size).prefetch(2))
     history = trainer.fit(batches, epochs=spec.epochs, verbose=verbose, shuffle=False)
@@ -211,6 +202,25 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
         "cpu_seconds": round(cpu_seconds, 1),
     }
     return model, description
+
+
+def compiled_source_model(arch: str, spec: PretrainSpec, size: int, labels: np.ndarray, maps: np.ndarray,
+                          precision: str) -> tuple[keras.Model, keras.Model, Any]:
+    """The source model built under the Keras dtype policy `precision` (the backbone model and its
+    trainer with the source heads), compiled with binary cross-entropy on every head, and its
+    targets: the finding labels and, with dense heads, each head's cell targets from `maps`."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model, trainer = source_model(arch, size, labels.shape[1], spec.dense)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    set_batchnorm_momentum(model, spec.bn_momentum)
+    targets = ((labels, *(cell_targets(maps, tuple(out.shape[1:3])) for out in trainer.outputs[1:]))
+               if spec.dense else labels)
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    trainer.compile(keras.optimizers.Adam(spec.lr), [bce] * len(trainer.outputs) if spec.dense else bce)
+    return model, trainer, targets
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float) -> None:
