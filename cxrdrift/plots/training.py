@@ -27,7 +27,9 @@ def learning_curves(history: pd.DataFrame, epochs_tl: int, compared: Sequence[in
         ax.set_ylabel(metric)
         ax.set_xticks(np.arange(1, int(history["epoch"].max()) + 1))
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=1, loc="lower right")
+    # beside the panels, not on them: with few fine-tuning epochs the curves' last points end in
+    # the corner a legend inside would take
+    axes[1].legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.suptitle("Learning curves (grey bands: compared epochs)")
     fig.tight_layout()
     return fig
