@@ -62,7 +62,8 @@ _CLASS_CONTRAST = 1.6
 _EXPOSURE_RAMP = 0.25      # largest brightness ramp across the film (heel effect), relative
 # Shares of Lung Opacity images drawn like a lobar pneumonia and like bilateral lower-zone disease:
 # ambiguous cases at about the rate at which a good model still confuses the real classes (at 0.04
-# each, the reference CNN of benchmarks/synth_ceiling.py lost most of its errors there)
+# each, 20 of the reference CNN's 57 errors in benchmarks/synth_ceiling.py were Lung Opacity images
+# called Pneumonia or COVID-19)
 _LOOKS_LIKE_OTHERS = (0.025, 0.025)
 _BATCH = 64
 
