@@ -24,7 +24,8 @@ from .config import RunConfig
 
 METHOD_LABELS = {"layercam": "LayerCAM", "gradcampp": "Grad-CAM++", "gradcam": "Grad-CAM"}
 METRIC_LABELS = {"spatial_displacement": "Spatial disp.", "overlap_iou": "Overlap IoU",
-                 "pattern_correlation": "Pattern corr.", "concentration_change": "Conc. change"}
+                 "pattern_correlation": "Pattern corr.", "concentration_change": "Conc. change",
+                 "rank_correlation": "Rank corr.", "adjusted_iou": "Adjusted IoU"}
 CHUNK = 256  # samples post-processed at once: bounds memory at the paper's 224 px
 PAPER_DEPTH = "target"  # cams.PAPER_DEPTH: the paper's layer
 

@@ -17,11 +17,16 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from scipy.special import softmax
+from scipy.stats import rankdata
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score, roc_auc_score
 
 FLAT_RANGE = 1e-12
 MIN_BOOTSTRAP = 2  # fewer finite values than this: every resample repeats the same value, no interval
 DRIFT_METRICS = ("spatial_displacement", "overlap_iou", "pattern_correlation", "concentration_change")
+# Beyond the paper: Spearman's rank correlation (what radiology saliency studies report beside
+# Pearson) and the overlap IoU with its chance level for the two maps' salient areas removed.
+EXTRA_METRICS = ("rank_correlation", "adjusted_iou")
+SUITE_METRICS = DRIFT_METRICS + EXTRA_METRICS
 
 
 class MetricInputError(ValueError):
@@ -212,13 +217,51 @@ def overlap_iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndar
 def pattern_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
     """Pearson r of the flattened maps (NaN when either map is constant)."""
     a, b, valid, single = _as_pairs(a, b)
-    da = _flat(a)
-    db = _flat(b)
-    da = da - da.mean(axis=1, keepdims=True)
-    db = db - db.mean(axis=1, keepdims=True)
-    den = np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
-    r = np.clip(_safe_divide((da * db).sum(axis=1), den), -1.0, 1.0)
-    return _result(r, valid, single)
+    return _result(_row_pearson(_flat(a), _flat(b)), valid, single)
+
+
+def _row_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each row pair of (N, P) arrays, NaN where a row is constant."""
+    dx = x - x.mean(axis=1, keepdims=True)
+    dy = y - y.mean(axis=1, keepdims=True)
+    den = np.sqrt((dx * dx).sum(axis=1) * (dy * dy).sum(axis=1))
+    return np.clip(_safe_divide((dx * dy).sum(axis=1), den), -1.0, 1.0)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """Spearman's rho of the flattened maps: Pearson r of their pixel ranks (ties averaged)."""
+    a, b, valid, single = _as_pairs(a, b)
+    if not len(a):
+        return _result(np.zeros(0), valid, single)
+    return _result(_row_pearson(rankdata(_flat(a), axis=1), rankdata(_flat(b), axis=1)), valid, single)
+
+
+def salient_area(maps: np.ndarray, threshold: float = 0.5) -> np.ndarray | float:
+    """Share of pixels with m >= threshold, the region overlap IoU compares; NaN for a degenerate map."""
+    maps = np.asarray(maps, dtype=np.float64)
+    single = maps.ndim == 2
+    maps = maps[None] if single else maps
+    valid = _non_degenerate(maps)
+    area = (np.where(valid[:, None, None], maps, 0.0) >= threshold).mean(axis=(1, 2))
+    return _result(area, valid, single)
+
+
+def expected_iou(p: np.ndarray | float, q: np.ndarray | float) -> np.ndarray | float:
+    """IoU expected between two unrelated regions covering shares p and q of the image,
+    pq / (p + q − pq) (each pixel in a region independently); NaN where both are empty."""
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    out = _safe_divide(p * q, p + q - p * q)
+    return float(out) if out.ndim == 0 else out
+
+
+def adjusted_iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndarray | float:
+    """(IoU − E[IoU | areas]) / (1 − E[IoU | areas]): 0 for the overlap two unrelated regions of
+    these areas give, 1 for identical regions, negative for less overlap than chance; NaN when
+    both regions cover the whole image (no room for chance to differ from agreement)."""
+    iou = np.atleast_1d(overlap_iou(a, b, threshold))
+    chance = np.atleast_1d(expected_iou(salient_area(a, threshold), salient_area(b, threshold)))
+    adjusted = _safe_divide(iou - chance, 1.0 - chance)
+    return float(adjusted[0]) if np.asarray(a).ndim == 2 else adjusted
 
 
 def entropy(maps: np.ndarray) -> np.ndarray:
@@ -242,12 +285,14 @@ def concentration_change(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
 
 
 def drift_metrics(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
-    """All four drift metrics of (N, H, W) pairs, by name."""
+    """The metric suite (SUITE_METRICS: the paper's four, then the extras) of (N, H, W) pairs, by name."""
     return {
         "spatial_displacement": spatial_displacement(a, b),
         "overlap_iou": overlap_iou(a, b, threshold),
         "pattern_correlation": pattern_correlation(a, b),
         "concentration_change": concentration_change(a, b),
+        "rank_correlation": rank_correlation(a, b),
+        "adjusted_iou": adjusted_iou(a, b, threshold),
     }
 
 
@@ -379,8 +424,9 @@ def summarize(values: Sequence[float], labels: Sequence[str], weights: Mapping[s
     return WeightedSummary(mean, std, n, int(values.size - n), low, high)
 
 
-__all__ = ["DRIFT_METRICS", "MIN_BOOTSTRAP", "MetricInputError", "predictive_metrics", "true_positive_mask",
+__all__ = ["DRIFT_METRICS", "EXTRA_METRICS", "SUITE_METRICS", "MIN_BOOTSTRAP", "MetricInputError", "predictive_metrics", "true_positive_mask",
            "correct_column", "logit_columns", "centre_of_mass", "entropy", "spatial_displacement",
-           "overlap_iou", "pattern_correlation", "concentration_change", "drift_metrics",
+           "overlap_iou", "pattern_correlation", "concentration_change", "rank_correlation", "salient_area",
+           "expected_iou", "adjusted_iou", "drift_metrics",
            "energy_inside", "region_precision",
            "WeightedSummary", "weighted_summary", "bootstrap_ci", "summarize"]
