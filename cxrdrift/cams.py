@@ -111,7 +111,11 @@ class FusedCamPass:
     Gradients at several layers come from a single `tape.gradient` call, so the backward pass
     runs once, down to the earliest of them; a layer closer to the input only lengthens it."""
 
-    def __init__(self, model: keras.Model, layer_names: str | Sequence[str]) -> None:
+    def __init__(self, model: keras.Model, layer_names: str | Sequence[str],
+                 features: keras.Model | None = None) -> None:
+        """`features`, when given, maps the model's input to [activations at each of `layer_names`
+        ..., logits]: the hook for a layer `model.get_layer` cannot reach (inside a nested base
+        model, `cxrdrift.audit_models.feature_model`); by default it is built from `model`."""
         if len(model.inputs) != 1:
             raise CamError(f"model {model.name!r} has {len(model.inputs)} inputs; the CAM engine takes one image input")
         if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
@@ -121,12 +125,16 @@ class FusedCamPass:
         names = (layer_names,) if isinstance(layer_names, str) else tuple(layer_names)
         if not names or len(set(names)) < len(names):
             raise CamError(f"give one or more distinct layer names, got {list(names)}")
-        layers = [_feature_layer(model, name) for name in names]
+        if features is None:
+            features = keras.Model(model.inputs[0], [*(_feature_layer(model, name).output for name in names),
+                                                     model.outputs[0]])
+        maps = features.outputs[:-1]
+        if len(maps) != len(names):
+            raise CamError(f"the feature model gives {len(maps)} maps for {len(names)} layer names")
         self.layer_names = names
         self.num_classes = int(model.outputs[0].shape[-1])
         self.input_shape = tuple(model.inputs[0].shape[1:])
-        self.map_shapes = {name: tuple(int(d) for d in layer.output.shape[1:3]) for name, layer in zip(names, layers)}
-        features = keras.Model(model.inputs[0], [*(layer.output for layer in layers), model.outputs[0]])
+        self.map_shapes = {name: tuple(int(d) for d in output.shape[1:3]) for name, output in zip(names, maps)}
 
         @tf.function(input_signature=(tf.TensorSpec((None, *self.input_shape), tf.float32),
                                       tf.TensorSpec((None,), tf.int32)))
@@ -134,14 +142,18 @@ class FusedCamPass:
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(images)
                 *activations, logits = features(images, training=False)
+                # a negative index explains the sample's own predicted class (an unlabelled audit)
+                class_indices = tf.where(class_indices < 0, tf.argmax(logits, axis=1, output_type=tf.int32),
+                                         class_indices)
                 target = tf.reduce_sum(tf.gather(logits, class_indices, axis=1, batch_dims=1))
             gradients = tape.gradient(target, activations)  # one backward pass for every layer
-            return tuple((tf.cast(a, tf.float32), tf.cast(g, tf.float32)) for a, g in zip(activations, gradients))
+            pairs = tuple((tf.cast(a, tf.float32), tf.cast(g, tf.float32)) for a, g in zip(activations, gradients))
+            return pairs, tf.cast(logits, tf.float32)
 
         self._pass = activations_and_gradients
         self._pair_specs = tuple((spec, spec) for spec in (
-            tf.TensorSpec((None, *self.map_shapes[name], int(layer.output.shape[-1])), tf.float32)
-            for name, layer in zip(names, layers)))
+            tf.TensorSpec((None, *self.map_shapes[name], int(output.shape[-1])), tf.float32)
+            for name, output in zip(names, maps)))
         self._derivers: dict[tuple[tuple[str, ...], bool], Callable] = {}
 
     @property
@@ -167,17 +179,25 @@ class FusedCamPass:
                    alpha_norm: bool = False) -> dict[str, dict[str, np.ndarray]]:
         """Raw maps (N, h, w) float32 per layer and method over (images, class_indices) batches."""
         methods = check_methods(methods)
-        derive = self._deriver(methods, bool(alpha_norm))
         chunks = {layer: {name: [] for name in methods} for layer in self.layer_names}
         for images, class_indices in batches:
-            out = derive(self._pass(tf.convert_to_tensor(images, tf.float32),
-                                    tf.convert_to_tensor(class_indices, tf.int32)))
-            for layer, maps in zip(self.layer_names, out):
+            maps, _ = self.run_batch(images, class_indices, methods, alpha_norm)
+            for layer, per_method in maps.items():
                 for name in methods:
-                    chunks[layer][name].append(maps[name].numpy())
+                    chunks[layer][name].append(per_method[name])
         return {layer: {name: np.concatenate(parts) if parts else np.zeros((0, *self.map_shapes[layer]), np.float32)
                         for name, parts in per_method.items()}
                 for layer, per_method in chunks.items()}
+
+    def run_batch(self, images: np.ndarray, class_indices: np.ndarray, methods: Sequence[str],
+                  alpha_norm: bool = False) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray]:
+        """One batch's raw maps (N, h, w) per layer and method, and its logits (N, classes), from
+        the same forward pass; a negative class index explains that sample's predicted class."""
+        pairs, logits = self._pass(tf.convert_to_tensor(images, tf.float32),
+                                   tf.convert_to_tensor(class_indices, tf.int32))
+        out = self._deriver(check_methods(methods), bool(alpha_norm))(pairs)
+        return ({layer: {name: array.numpy() for name, array in maps.items()}
+                 for layer, maps in zip(self.layer_names, out)}, logits.numpy())
 
     def run(self, batches: Iterable[tuple[np.ndarray, np.ndarray]], methods: Sequence[str],
             alpha_norm: bool = False) -> dict[str, np.ndarray]:
