@@ -56,6 +56,13 @@ class RunConfig:
     synth_val: int = _knob(1675, PAPER + " §3.1 split size", "Synthetic dataset: validation images.")
     synth_test: int = _knob(3354, PAPER + " §3.1 split size", "Synthetic dataset: test images.")
     synth_size: int = _knob(256, "cxrdrift", "Synthetic dataset: generated image size in pixels.")
+    synth_lung_masks: bool = _knob(False, "cxrdrift",
+                                   "Synthetic dataset: also write the lung fields as masks (lung_masks/), "
+                                   "which chapter 08 scores the maps against.")
+    class_map: str = _knob("", "cxrdrift",
+                           "Dataset folder or label names mapped onto the five classes, e.g. "
+                           "'Viral Pneumonia=Pneumonia,Bacterial Pneumonia=Pneumonia'; unmapped names "
+                           "go through the usual aliases (COVID, TB, Lung_Opacity).")
     # -- models and weights -----------------------------------------------------------------
     architectures: tuple[str, ...] = _knob(ARCHITECTURES, PAPER + " §3.1",
                                            "Backbones to train and compare.", ARCHITECTURES)
@@ -253,7 +260,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
                  "pretrain_bn_epochs", "pretrain_bn_images", "pretrain_size", "pretrain_seed", "pretrain_dense",
                  "pretrain_bf16",
                  "epochs_tl", "epochs_ft", "lr_tl", "lr_ft", "bn_frozen_in_ft", "batch_size", "seed",
-                 "save_epochs", "early_epoch", "late_epoch", "mixed_precision", "xla"),
+                 "save_epochs", "early_epoch", "late_epoch", "mixed_precision", "xla", "class_map"),
     "true_positives": ("architectures", "early_epoch", "late_epoch"),
     "cams": ("cam_methods", "cam_layers", "alpha_norm", "image_size"),
     "drift": (*_MAPPED, "cam_layers", "early_epoch", "late_epoch"),
@@ -265,7 +272,8 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
 # Fields no artifact's content depends on: where the run lives, how it is batched or cached, what
 # the chapters compute from the artifacts, and whether an optional stage runs at all.
 UNSTAMPED_FIELDS: tuple[str, ...] = ("profile", "run_dir", "cam_batch_size", "cache_frozen_features",
-                                     "bootstrap_samples", "ground_truth", "randomization_check")
+                                     "bootstrap_samples", "ground_truth", "randomization_check",
+                                     "synth_lung_masks")  # lung masks change no image, only add files
 _HINTS = typing.get_type_hints(RunConfig)
 
 

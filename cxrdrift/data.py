@@ -1,16 +1,15 @@
-"""The dataset: layout and class-name aliases, the dataset check, tf.data pipelines, class weights.
+"""The dataset: the index, the dataset check, tf.data pipelines, class counts and weights.
 
-A dataset is either folders, `<root>/{train,val,test}/<class>/<image>`, or a CSV manifest with
-columns `path,label,split` (paths relative to the manifest's folder). Folder and label names are
-matched onto `CLASSES` through aliases. Synthetic datasets also carry lesion masks in
-`<root>/masks/<split>/<class>/<id>.png`.
+Layouts (split folders, the Radiography Database's `images/` + `masks/`, CSV manifests) and class
+names are read by `cxrdrift.layouts`; DICOM pixels by `cxrdrift.dicom`. Synthetic datasets also
+carry lesion masks in `<root>/masks/<split>/<class>/<id>.png` and, when generated, lung fields in
+`<root>/lung_masks/...`.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import os
-import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,61 +19,27 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from . import dicom
 from .artifacts import RunPaths, read_resolved, write_config
 from .config import CLASSES, RunConfig
+from .layouts import (IMAGE_SUFFIXES, MANIFEST_COLUMNS, MANIFEST_NAME, MASKS_DIR, SPLITS, ClassMap, DatasetError,
+                      Problem, Scan, canonical_class, canonical_split, parse_class_map, scan_folders, scan_manifest)
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
-MANIFEST_NAME = "manifest.csv"
-MASKS_DIR = "masks"
-MANIFEST_COLUMNS = ("path", "label", "split")
+__all__ = ["CLASSES", "SPLITS", "IMAGE_SUFFIXES", "MANIFEST_COLUMNS", "MANIFEST_NAME", "DatasetError", "Problem",
+           "canonical_class", "canonical_split", "parse_class_map"]
 
 # The paper's Table 1: test-set images per class (REPORTED.md).
 PAPER_TEST_COUNTS: dict[str, int] = {
     "Normal": 317, "Pneumonia": 855, "Tuberculosis": 141, "COVID-19": 839, "Lung Opacity": 1202,
 }
-
-_CLASS_ALIASES: dict[str, str] = {
-    "normal": "Normal",
-    "pneumonia": "Pneumonia",
-    "tuberculosis": "Tuberculosis", "tb": "Tuberculosis",
-    "covid19": "COVID-19", "covid": "COVID-19",
-    "lungopacity": "Lung Opacity", "opacity": "Lung Opacity",
-}
-_SPLIT_ALIASES: dict[str, str] = {
-    "train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test",
-}
 # Splits without a class are fatal for training (train) or for the weighted test metrics (test);
 # a class missing from validation only makes validation accuracy less informative.
 _REQUIRED_CLASS_SPLITS = ("train", "test")
+# Images whose short side is below this are named by the check: the pipeline would upsample a
+# thumbnail to the model's input without a word (prepare uses a quarter of image_size when smaller).
+MIN_SIDE = 64
 
 FRAME_COLUMNS = ("sample_id", "path", "label", "label_index", "split")
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used as given; the message says what is wrong and where."""
-
-
-def _alias_key(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", str(name)).lower()
-
-
-def canonical_class(name: str) -> str:
-    """The class in CLASSES that a folder or label name denotes (case, spaces, `_` and `-` ignored)."""
-    try:
-        return _CLASS_ALIASES[_alias_key(name)]
-    except KeyError:
-        raise DatasetError(f"unknown class name {name!r}; expected one of {', '.join(CLASSES)} "
-                           "(or an alias such as COVID, TB, Lung_Opacity)") from None
-
-
-def canonical_split(name: str) -> str:
-    """'train', 'val' or 'test' for a split folder or manifest value (`validation`/`valid` mean val)."""
-    try:
-        return _SPLIT_ALIASES[_alias_key(name)]
-    except KeyError:
-        raise DatasetError(f"unknown split name {name!r}; expected train, val (or validation, "
-                           "valid) or test") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,6 +52,7 @@ class DatasetIndex:
 
     root: Path
     frame: pd.DataFrame
+    lung_masks: Mapping[str, str] = field(default_factory=dict)  # sample_id -> lung mask file
 
     def split(self, name: str) -> pd.DataFrame:
         """The rows of one split, sorted by sample id (a fixed order)."""
@@ -104,6 +70,12 @@ class DatasetIndex:
         path = (self.root / MASKS_DIR / sample_id).with_suffix(".png")
         return path if path.is_file() else None
 
+    def lung_mask_path(self, sample_id: str) -> Path | None:
+        """The lung mask of a sample (Radiography Database `masks/`, a manifest's lung_mask
+        column, or the generator's `lung_masks/`), or None."""
+        path = self.lung_masks.get(sample_id)
+        return Path(path) if path else None
+
 
 def count_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Split × class image counts with every split and class present (zeros included)."""
@@ -111,15 +83,6 @@ def count_table(frame: pd.DataFrame) -> pd.DataFrame:
     table = table.reindex(index=list(SPLITS), columns=list(CLASSES), fill_value=0).fillna(0)
     table.index.name, table.columns.name = "split", "class"
     return table.astype(int)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding of the dataset check."""
-
-    severity: str  # "error" (dataset unusable) or "warning"
-    message: str
-    paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -152,142 +115,6 @@ def _frame(records: list[dict[str, str]]) -> pd.DataFrame:
     return frame[list(FRAME_COLUMNS)]
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def _scan_folders(root: Path) -> tuple[list[dict[str, str]], list[Problem], set[tuple[str, str]]]:
-    """Records, structural problems, and the (split, class) pairs that have a folder."""
-    records: list[dict[str, str]] = []
-    problems: list[Problem] = []
-    class_dirs: set[tuple[str, str]] = set()
-    split_dirs: dict[str, Path] = {}
-    for entry in sorted(root.iterdir()):
-        if not entry.is_dir() or entry.name.startswith(".") or entry.name == MASKS_DIR:
-            continue
-        try:
-            split = canonical_split(entry.name)
-        except DatasetError:
-            problems.append(Problem("warning", f"folder {entry.name}/ is not a split "
-                                    "(train, val, validation, valid, test) and is ignored",
-                                    (str(entry),)))
-            continue
-        if split in split_dirs:
-            problems.append(Problem("error", f"folders {split_dirs[split].name}/ and {entry.name}/ "
-                                    f"are both the {split} split; keep one",
-                                    (str(split_dirs[split]), str(entry))))
-            continue
-        split_dirs[split] = entry
-    for split in SPLITS:
-        if split not in split_dirs:
-            problems.append(Problem("error", f"split {split!r} is missing: expected a folder "
-                                    f"{root / split} (for val also validation/ or valid/)", (str(root),)))
-    for split, split_dir in split_dirs.items():
-        seen: dict[str, Path] = {}
-        for entry in sorted(split_dir.iterdir()):
-            rel = _relative(entry, root)
-            if entry.name.startswith("."):
-                continue
-            if not entry.is_dir():
-                problems.append(Problem("warning", f"file {rel} lies outside any class folder and is "
-                                        "ignored", (str(entry),)))
-                continue
-            try:
-                label = canonical_class(entry.name)
-            except DatasetError:
-                problems.append(Problem("error", f"unknown class folder {rel}/; expected one of "
-                                        f"{', '.join(CLASSES)} (or an alias such as COVID, TB, "
-                                        "Lung_Opacity)", (str(entry),)))
-                continue
-            if label in seen:
-                problems.append(Problem("error", f"folders {_relative(seen[label], root)}/ and {rel}/ "
-                                        f"are both class {label!r}; merge them", (str(seen[label]), str(entry))))
-                continue
-            seen[label] = entry
-            class_dirs.add((split, label))
-            for path in sorted(p for p in entry.rglob("*") if p.is_file()):
-                rel_file = _relative(path, root)
-                if any(part.startswith(".") for part in path.relative_to(entry).parts):
-                    continue
-                if not _is_image(path):
-                    problems.append(Problem("warning", f"not an image file (ignored): {rel_file}",
-                                            (str(path),)))
-                    continue
-                records.append({"sample_id": rel_file, "path": str(path.resolve()), "label": label,
-                                "split": split})
-    return records, problems, class_dirs
-
-
-def _scan_manifest(manifest: Path) -> tuple[list[dict[str, str]], list[Problem], set[tuple[str, str]]]:
-    """Records and problems of a `path,label,split` CSV manifest."""
-    base = manifest.parent
-    try:
-        table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        return [], [Problem("error", f"manifest {manifest} cannot be read as CSV: {exc}",
-                            (str(manifest),))], set()
-    table.columns = [str(c).strip().lower() for c in table.columns]
-    missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
-    if missing:
-        return [], [Problem("error", f"manifest {manifest} lacks column(s) {', '.join(missing)}; it needs "
-                            f"the header {','.join(MANIFEST_COLUMNS)} (it has {','.join(table.columns)})",
-                            (str(manifest),))], set()
-    records: list[dict[str, str]] = []
-    problems: list[Problem] = []
-    bad_labels: dict[str, list[int]] = defaultdict(list)
-    bad_splits: dict[str, list[int]] = defaultdict(list)
-    absent: list[str] = []
-    for row, (path_text, label_text, split_text) in enumerate(
-            table[list(MANIFEST_COLUMNS)].itertuples(index=False), start=2):
-        try:
-            label = canonical_class(label_text)
-        except DatasetError:
-            bad_labels[label_text].append(row)
-            continue
-        try:
-            split = canonical_split(split_text)
-        except DatasetError:
-            bad_splits[split_text].append(row)
-            continue
-        path = Path(path_text)
-        full = path if path.is_absolute() else base / path
-        if not full.is_file():
-            absent.append(str(full))
-            continue
-        if not _is_image(full):
-            problems.append(Problem("warning", f"not an image file (ignored): {path_text}", (str(full),)))
-            continue
-        records.append({"sample_id": Path(path_text).as_posix(), "path": str(full.resolve()),
-                        "label": label, "split": split})
-    for text, rows in bad_labels.items():
-        problems.append(Problem("error", f"manifest {manifest.name}: unknown label {text!r} on line(s) "
-                                f"{_lines(rows)}; expected one of {', '.join(CLASSES)}", (str(manifest),)))
-    for text, rows in bad_splits.items():
-        problems.append(Problem("error", f"manifest {manifest.name}: unknown split {text!r} on line(s) "
-                                f"{_lines(rows)}; expected train, val or test", (str(manifest),)))
-    if absent:
-        problems.append(Problem("error", f"manifest {manifest.name}: {len(absent)} listed file(s) do not "
-                                "exist", tuple(absent)))
-    present = {r["split"] for r in records}
-    for split in SPLITS:
-        if split not in present:
-            problems.append(Problem("error", f"split {split!r} is missing: manifest {manifest.name} has no "
-                                    f"usable rows for it", (str(manifest),)))
-    return records, problems, set()
-
-
-def _lines(rows: list[int], limit: int = 10) -> str:
-    shown = ", ".join(map(str, rows[:limit]))
-    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
-
-
 def _coverage_problems(frame: pd.DataFrame, class_dirs: set[tuple[str, str]], root: Path) -> list[Problem]:
     """A class with no images in a split that exists: fatal in train and test, a warning in val."""
     problems = []
@@ -306,37 +133,42 @@ def _coverage_problems(frame: pd.DataFrame, class_dirs: set[tuple[str, str]], ro
     return problems
 
 
-def _scan(root: str | Path) -> tuple[Path, pd.DataFrame, list[Problem]]:
-    """The dataset's records and structural problems (nothing is decoded)."""
+def _scan(root: str | Path, class_map: ClassMap | None = None) -> tuple[Path, Scan]:
+    """The dataset's base folder and layout scan, coverage problems included (nothing is decoded)."""
     root = Path(root).expanduser()
     if not root.exists():
-        return root, _frame([]), [Problem("error", f"dataset root {root} does not exist", (str(root),))]
+        return root, Scan.empty(Problem("error", f"dataset root {root} does not exist", (str(root),)))
     if root.is_file():
         if root.suffix.lower() != ".csv":
-            return root, _frame([]), [Problem("error", f"{root} is a file but not a .csv manifest; pass a "
-                                              "dataset folder or a manifest.csv", (str(root),))]
+            return root, Scan.empty(Problem("error", f"{root} is a file but not a .csv manifest; pass a "
+                                            "dataset folder or a manifest.csv", (str(root),)))
         manifest, base = root, root.parent
     else:
         manifest, base = root / MANIFEST_NAME, root
     try:
-        if manifest.is_file():
-            records, problems, class_dirs = _scan_manifest(manifest)
-        else:
-            records, problems, class_dirs = _scan_folders(base)
+        scan = scan_manifest(manifest, class_map) if manifest.is_file() else scan_folders(base, class_map)
     except OSError as exc:
-        return base, _frame([]), [Problem("error", f"cannot read dataset {root}: {exc.strerror or exc} "
-                                          f"({exc.filename})", (str(root),))]
-    frame = _frame(records)
-    return base, frame, problems + _coverage_problems(frame, class_dirs, base)
+        return base, Scan.empty(Problem("error", f"cannot read dataset {root}: {exc.strerror or exc} "
+                                        f"({exc.filename})", (str(root),)))
+    scan.problems += _coverage_problems(_frame(scan.records), scan.class_dirs, base)
+    return base, scan
 
 
-def load_index(root: str | Path) -> DatasetIndex:
-    """Index a dataset (folders, `<root>/manifest.csv`, or a .csv path); DatasetError if unusable."""
-    base, frame, problems = _scan(root)
-    errors = [p.message for p in problems if p.severity == "error"]
+def load_index(root: str | Path, class_map: ClassMap | str | None = None) -> DatasetIndex:
+    """Index a dataset (folders, `<root>/manifest.csv`, or a .csv path), names mapped through
+    `class_map` (`layouts.parse_class_map`'s text or result); DatasetError if unusable."""
+    if isinstance(class_map, str):
+        class_map = parse_class_map(class_map)
+    base, scan = _scan(root, class_map)
+    errors = [p.message for p in scan.problems if p.severity == "error"]
     if errors:
         raise DatasetError(f"dataset {Path(root)} cannot be used: " + "; ".join(errors))
-    return DatasetIndex(root=base.resolve(), frame=frame)
+    return DatasetIndex(root=base.resolve(), frame=_frame(scan.records), lung_masks=scan.lung_masks)
+
+
+def run_index(config: RunConfig) -> DatasetIndex:
+    """The index of a run's dataset (its data_dir, or the generated one) under its class map."""
+    return load_index(config.data_dir or RunPaths.of(config).data, config.class_map)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,42 +179,60 @@ _DECODABLE_FORMATS = {"PNG", "JPEG", "MPO"}
 _SIGNATURES = {b"\x89PNG": "PNG", b"\xff\xd8": "JPEG"}
 
 
-def _inspect_image(path: str) -> tuple[str | None, str | None]:
-    """(sha1 of the bytes, None) or (None, why the file cannot be decoded)."""
+def _inspect_image(path: str) -> tuple[str | None, str | None, tuple[int, int]]:
+    """(sha1, None, (height, width)) or (None, why the file cannot be decoded, (0, 0)). The hash
+    is of the bytes, for DICOM of the decoded pixels (copies differ in their UIDs)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return None, f"cannot be read ({exc.strerror or exc})"
+        return None, f"cannot be read ({exc.strerror or exc})", (0, 0)
+    if dicom.is_dicom(path):
+        try:
+            pixels = dicom.read(data)
+        except dicom.DicomError as exc:
+            return None, f"DICOM {exc}", (0, 0)
+        return hashlib.sha1(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest(), None, pixels.shape
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format not in _DECODABLE_FORMATS:
-                return None, f"is a {image.format} file, not PNG or JPEG"
+                return None, f"is a {image.format} file, not PNG, JPEG or DICOM", (0, 0)
             image.load()
+            width, height = image.size
     except UnidentifiedImageError:
         for signature, name in _SIGNATURES.items():
             if data.startswith(signature):
-                return None, f"is corrupt (a damaged or truncated {name} file)"
-        return None, "is not a PNG or JPEG image (unrecognised content)"
+                return None, f"is corrupt (a damaged or truncated {name} file)", (0, 0)
+        return None, "is not a PNG or JPEG image (unrecognised content)", (0, 0)
     except (OSError, ValueError, SyntaxError) as exc:
-        return None, f"is corrupt ({exc})"
-    return hashlib.sha1(data).hexdigest(), None
+        return None, f"is corrupt ({exc})", (0, 0)
+    return hashlib.sha1(data).hexdigest(), None, (height, width)
 
 
-def _content_problems(frame: pd.DataFrame, workers: int) -> list[Problem]:
-    """Decode every image; report corrupt files and identical images across (or within) splits."""
+def _content_problems(frame: pd.DataFrame, workers: int, min_side: int) -> list[Problem]:
+    """Decode every image; report corrupt files, images smaller than `min_side` px on the short
+    side, and identical images across (or within) splits."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_inspect_image, frame["path"], chunksize=64))
     problems: list[Problem] = []
     by_hash: dict[str, list[int]] = defaultdict(list)
-    for row, (digest, reason) in enumerate(results):
+    small: list[int] = []
+    for row, (digest, reason, shape) in enumerate(results):
         if reason is not None:
             path = frame["path"].iat[row]
             problems.append(Problem("error", f"unreadable image {frame['sample_id'].iat[row]}: {reason}",
                                     (path,)))
-        else:
-            by_hash[digest].append(row)
+            continue
+        by_hash[digest].append(row)
+        if min(shape) < min_side:
+            small.append(row)
+    if small:
+        named = ", ".join(f"{frame['sample_id'].iat[r]} ({results[r][2][1]} x {results[r][2][0]} px)"
+                          for r in small[:10]) + (f" and {len(small) - 10} more" if len(small) > 10 else "")
+        problems.append(Problem("warning", f"{len(small)} image(s) smaller than {min_side} px on the short side, "
+                                f"which the pipeline would upsample to the model's input: {named}",
+                                tuple(frame["path"].iat[r] for r in small)))
     for rows in by_hash.values():
         if len(rows) < 2:
             continue
@@ -398,12 +248,20 @@ def _content_problems(frame: pd.DataFrame, workers: int) -> list[Problem]:
     return problems
 
 
-def check(root: str | Path, workers: int | None = None) -> CheckReport:
-    """Scan a dataset, decode every image and list every problem (never raises for bad data)."""
-    base, frame, problems = _scan(root)
+def check(root: str | Path, workers: int | None = None, class_map: ClassMap | str | None = None,
+          min_side: int = MIN_SIDE) -> CheckReport:
+    """Scan a dataset, decode every image and list every problem (never raises for bad data
+    except a malformed `class_map`)."""
+    if isinstance(class_map, str):
+        class_map = parse_class_map(class_map)
+    base, scan = _scan(root, class_map)
+    frame, problems = _frame(scan.records), scan.problems
     if len(frame):
-        problems += _content_problems(frame, workers or min(8, (os.cpu_count() or 1) + 2))
-    severity_order = {"error": 0, "warning": 1}
+        problems += _content_problems(frame, workers or min(8, (os.cpu_count() or 1) + 2), min_side)
+    if scan.lung_masks:
+        problems.append(Problem("info", f"lung masks: {len(scan.lung_masks)} of {len(frame)} images have one "
+                                "(kept for scoring, never counted as images)"))
+    severity_order = {"error": 0, "warning": 1, "info": 2}
     problems.sort(key=lambda p: severity_order[p.severity])
     return CheckReport(root=base, counts=count_table(frame), problems=problems)
 
@@ -492,7 +350,9 @@ def _augmenter(seed: int):
 def _uint8_dataset(frame: pd.DataFrame, image_size: int):
     import tensorflow as tf
 
-    paths = tf.constant(frame["path"].astype(str).to_numpy(), dtype=tf.string)
+    # DICOM files are read through their decoded 8-bit PNGs (decoded once, cached on disk): the
+    # training pipeline is rebuilt every epoch, and pydicom in the graph would decode every epoch
+    paths = tf.constant(dicom.decoded_paths(frame["path"].astype(str).tolist()), dtype=tf.string)
     labels = tf.constant(frame["label_index"].to_numpy(dtype=np.int32), dtype=tf.int32)
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     return dataset.map(lambda p, y: (_decode_resized(p, image_size), y),
@@ -537,11 +397,10 @@ def load_images(frame: pd.DataFrame, image_size: int, batch_size: int = 64) -> n
     return np.concatenate(list(dataset.as_numpy_iterator()))
 
 
-def load_masks(index: DatasetIndex, frame: pd.DataFrame, image_size: int) -> np.ndarray | None:
-    """Lesion masks of `frame`'s rows as bool (N, S, S) (nearest resize), or None when any is missing."""
+def _read_masks(paths: list[Path | None], image_size: int) -> np.ndarray | None:
+    """Masks as bool (N, S, S) (nearest resize, nonzero is inside), or None when any is missing."""
     from PIL import Image
 
-    paths = [index.mask_path(s) for s in frame["sample_id"]]
     if not paths or any(p is None for p in paths):
         return None
     masks = []
@@ -550,6 +409,16 @@ def load_masks(index: DatasetIndex, frame: pd.DataFrame, image_size: int) -> np.
             resized = mask.convert("L").resize((image_size, image_size), Image.Resampling.NEAREST)
             masks.append(np.asarray(resized) > 0)
     return np.stack(masks)
+
+
+def load_masks(index: DatasetIndex, frame: pd.DataFrame, image_size: int) -> np.ndarray | None:
+    """Lesion masks of `frame`'s rows as bool (N, S, S) (nearest resize), or None when any is missing."""
+    return _read_masks([index.mask_path(s) for s in frame["sample_id"]], image_size)
+
+
+def load_lung_masks(index: DatasetIndex, frame: pd.DataFrame, image_size: int) -> np.ndarray | None:
+    """Lung masks of `frame`'s rows as bool (N, S, S) (nearest resize), or None when any is missing."""
+    return _read_masks([index.lung_mask_path(s) for s in frame["sample_id"]], image_size)
 
 
 def examples_per_class(frame: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
@@ -611,17 +480,18 @@ def prepare(config: RunConfig) -> DatasetIndex:
         root = RunPaths.of(config).data
         generate_dataset(root, counts={"train": config.synth_train, "val": config.synth_val,
                                        "test": config.synth_test},
-                         size=config.synth_size, seed=config.seed)
+                         size=config.synth_size, seed=config.seed, lungs=config.synth_lung_masks)
     else:
         root = Path(config.data_dir).expanduser()
-    index = load_index(root)
+    index = load_index(root, config.class_map)
     counts = {split: {label: int(n) for label, n in row.items()}
               for split, row in index.counts().iterrows()}
-    record = {"root": str(index.root), "synthetic": synthetic, "counts": counts}
+    record = {"root": str(index.root), "synthetic": synthetic, "counts": counts,
+              "class_map": config.class_map, "lung_masks": len(index.lung_masks)}
     previous = read_resolved(config.run_dir).get("dataset", {})
     if previous.get("checked") and {k: previous.get(k) for k in record} == record:
         return index
-    report = check(root)
+    report = check(root, class_map=config.class_map, min_side=min(MIN_SIDE, max(1, config.image_size // 4)))
     if not report.ok:
         raise DatasetError(f"dataset {root} cannot be used:\n" + "\n".join(
             f"- {p.message}" for p in report.errors))

@@ -37,6 +37,7 @@ import numpy as np
 
 from .artifacts import read_json, write_json, write_text
 from .config import CLASSES
+from .layouts import LUNG_MASKS_DIR
 
 TABLE1_COUNTS = {"Normal": 317, "Pneumonia": 855, "Tuberculosis": 141, "COVID-19": 839,
                  "Lung Opacity": 1202}
@@ -492,7 +493,7 @@ def _write_png(path: Path, pixels: np.ndarray) -> None:
 def _validate(counts: Mapping[str, int], size: int) -> dict[str, int]:
     clean = {}
     for split, n in counts.items():
-        if not isinstance(split, str) or not split or "/" in split or split == "masks":
+        if not isinstance(split, str) or not split or "/" in split or split in ("masks", LUNG_MASKS_DIR):
             raise SynthError(f"split name {split!r} is not a usable folder name")
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise SynthError(f"image count for split {split!r} must be a non-negative integer, got {n!r}")
@@ -502,8 +503,9 @@ def _validate(counts: Mapping[str, int], size: int) -> dict[str, int]:
     return clean
 
 
-def generate_dataset(out: str | Path, counts: Mapping[str, int], size: int, seed: int) -> Path:
-    """Write `<out>/<split>/<class>/<id>.png` and `<out>/masks/<split>/<class>/<id>.png` (0/255).
+def generate_dataset(out: str | Path, counts: Mapping[str, int], size: int, seed: int, lungs: bool = False) -> Path:
+    """Write `<out>/<split>/<class>/<id>.png` and `<out>/masks/<split>/<class>/<id>.png` (0/255),
+    with `lungs` also the visible lung fields as `<out>/lung_masks/<split>/<class>/<id>.png`.
 
     Class mix per split follows Table 1 (`split_class_counts`). Image k of a class draws its
     randomness from (seed, split, class, k). A finished folder with the same parameters is kept; a
@@ -513,7 +515,7 @@ def generate_dataset(out: str | Path, counts: Mapping[str, int], size: int, seed
     counts = _validate(counts, size)
     params = {"generator": "cxrdrift.synth", "version": GENERATOR_VERSION, "seed": int(seed),
               "size": int(size), "counts": counts, "classes": list(CLASSES),
-              "proportions": TABLE1_PROPORTIONS}
+              "proportions": TABLE1_PROPORTIONS, **({"lung_masks": True} if lungs else {})}
     marker, params_file = out / MARKER, out / PARAMS_FILE
     if marker.exists() and params_file.exists() and read_json(params_file) == params:
         return out
@@ -525,19 +527,25 @@ def generate_dataset(out: str | Path, counts: Mapping[str, int], size: int, seed
         for old_split in read_json(params_file).get("counts", {}):
             shutil.rmtree(out / old_split, ignore_errors=True)
         shutil.rmtree(out / "masks", ignore_errors=True)
+        shutil.rmtree(out / LUNG_MASKS_DIR, ignore_errors=True)
     plan = {split: split_class_counts(n) if n else dict.fromkeys(CLASSES, 0) for split, n in counts.items()}
     write_json(params_file, params)  # first, so a partial folder is recognisably ours
     for split, per_class in plan.items():
         for class_index, name in enumerate(CLASSES):
             image_dir, mask_dir = out / split / name, out / "masks" / split / name
+            lung_dir = out / LUNG_MASKS_DIR / split / name
             image_dir.mkdir(parents=True, exist_ok=True)
             mask_dir.mkdir(parents=True, exist_ok=True)
+            if lungs:
+                lung_dir.mkdir(parents=True, exist_ok=True)
             for start in range(0, per_class[name], _BATCH):
                 ids = np.arange(start, min(start + _BATCH, per_class[name]))
                 rngs = _streams(seed, _split_key(split), class_index, ids)
-                images, masks, _ = _render([name] * len(ids), size, rngs)
-                for k, image, mask in zip(ids, images, masks):
+                images, masks, lung_fields = _render([name] * len(ids), size, rngs)
+                for k, image, mask, lung in zip(ids, images, masks, lung_fields):
                     _write_png(image_dir / f"{k:06d}.png", image)
                     _write_png(mask_dir / f"{k:06d}.png", mask.astype(np.uint8) * 255)
+                    if lungs:
+                        _write_png(lung_dir / f"{k:06d}.png", lung.astype(np.uint8) * 255)
     write_text(marker, "complete\n")
     return out

@@ -29,13 +29,14 @@ def write_image(path: Path, seed: int, shape=(12, 14), suffix_format: str | None
 
 
 def make_tree(root: Path, per_class: int = 2, splits=("train", "val", "test")) -> Path:
-    """Folder dataset with distinct random gray images, class folders under alias names."""
+    """Folder dataset with distinct random gray images, class folders under alias names (images
+    of data.MIN_SIDE px on the short side, the smallest the check accepts without a warning)."""
     seed = 0
     for split in splits:
         for label in CLASSES:
             for i in range(per_class):
                 seed += 1
-                write_image(root / split / FOLDERS[label] / f"img_{i}.png", seed)
+                write_image(root / split / FOLDERS[label] / f"img_{i}.png", seed, (data.MIN_SIDE, data.MIN_SIDE + 2))
     return root
 
 
