@@ -1,34 +1,14 @@
-"""The project's set-up: dependencies declared once for pip and once for conda, and the CLI."""
+"""The project's command line (the dependencies, the lock and environment.yml: tests/test_lock.py)."""
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
-from packaging.requirements import Requirement
 
 from cxrdrift import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _normalized(requirement: str) -> tuple[str, str]:
-    parsed = Requirement(requirement)
-    return parsed.name.lower().replace("_", "-"), str(parsed.specifier)
-
-
-def test_environment_yml_lists_the_same_dependencies_as_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = project["dependencies"] + project["optional-dependencies"]["dev"]
-    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
-    pip_section = next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
-    listed = [line for line in pip_section if not line.startswith("-e")]
-    assert sorted(map(_normalized, listed)) == sorted(map(_normalized, declared))
-    python = next(item for item in environment["dependencies"] if isinstance(item, str)
-                  and item.startswith("python="))
-    assert python.split("=")[1] in {"3.10", "3.11", "3.12"}
 
 
 @pytest.mark.parametrize("command", [[], ["data"], ["data", "synth"], ["data", "check"], ["run"],
