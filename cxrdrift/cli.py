@@ -13,12 +13,19 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
+def _add_class_map(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--class-map", metavar="MAP", default=None,
+                        help="map folder or label names onto the five classes, e.g. "
+                             "'Viral Pneumonia=Pneumonia,Bacterial Pneumonia=Pneumonia'")
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=cfg.PROFILES, default="demo",
                         help="paper (real data, ImageNet, GPU), demo (synthetic, CPU) or smoke (CI)")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="dataset root (train/val/test folders or manifest.csv); "
                              "omit to use the built-in synthetic radiographs")
+    _add_class_map(parser)
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override any RunConfig field, e.g. -p threshold 0.4 "
                              "(see `cxrdrift config --fields`)")
@@ -29,6 +36,8 @@ def _config_from(args: argparse.Namespace) -> cfg.RunConfig:
     overrides = dict(args.param)
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
+    if args.class_map is not None:
+        overrides["class_map"] = args.class_map
     return cfg.profile(args.profile, **overrides)
 
 
@@ -55,6 +64,22 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Print split x class counts and every problem found; "
                                                  "exit status 1 when the dataset cannot be used.")
     check.add_argument("root", metavar="ROOT", help="dataset root or manifest.csv")
+    _add_class_map(check)
+    check.add_argument("--min-size", type=int, default=None, metavar="PX",
+                       help="warn about images smaller than PX on the short side (default 64)")
+    split = data_commands.add_parser("split", help="split an unsplit dataset into a manifest",
+                                     description="Write a stratified train/val/test manifest of a "
+                                                 "<root>/<class>/ dataset; images of one group (--group-by) "
+                                                 "and identical images always share a split.")
+    split.add_argument("root", metavar="ROOT", help="dataset root with one folder per class")
+    split.add_argument("--out", required=True, metavar="CSV", help="manifest to write, e.g. ROOT/manifest.csv")
+    split.add_argument("--val", type=float, default=0.1, help="validation share (default 0.1)")
+    split.add_argument("--test", type=float, default=0.2, help="test share (default 0.2)")
+    split.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    split.add_argument("--group-by", metavar="REGEX", default=None,
+                       help="regular expression on file names whose first group (or whole match) is the "
+                            "patient; e.g. '^(\\w+?)_' for 'P0012_1.png'")
+    _add_class_map(split)
 
     run = commands.add_parser("run", help="run every stage (no book)",
                               description="Data, training, true-positive filter, CAMs and drift "
@@ -85,7 +110,19 @@ def _cmd_data(args: argparse.Namespace) -> int:
                                      size=args.size, seed=args.seed)
         print(f"synthetic dataset written to {out}")
         return 0
-    report = data.check(args.root)
+    if args.data_command == "split":
+        from . import split
+
+        manifest, problems = split.write_split(args.root, args.out, val=args.val, test=args.test, seed=args.seed,
+                                               group_by=args.group_by,
+                                               class_map=data.parse_class_map(args.class_map))
+        for problem in problems:
+            print(f"{problem.severity.upper()}: {problem.message}")
+        print(split.split_table(manifest).to_string())
+        print(f"manifest written to {args.out}")
+        return 0
+    report = data.check(args.root, class_map=args.class_map,
+                        min_side=data.MIN_SIDE if args.min_size is None else args.min_size)
     print(data.format_report(report))
     return 0 if report.ok else 1
 

@@ -72,9 +72,10 @@ def to_uint8(dataset) -> np.ndarray:
         raise DicomError(f"is {photometric}, not a grayscale (MONOCHROME1/2) radiograph")
     if pixels.ndim != 2:
         raise DicomError(f"holds {pixels.shape[0]} frames; a radiograph is one frame")
-    values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
+    modality = apply_modality_lut(pixels, dataset)  # integers stay integers: a VOI LUT indexes with them
+    values = np.asarray(modality, dtype=np.float64)
     if "VOILUTSequence" in dataset:
-        shown = _span(np.asarray(apply_voi_lut(values, dataset), dtype=np.float64))
+        shown = _span(np.asarray(apply_voi_lut(modality, dataset), dtype=np.float64))
     elif "WindowCenter" in dataset and "WindowWidth" in dataset:
         shown = _window(values, _first(dataset.WindowCenter), _first(dataset.WindowWidth))
     else:
