@@ -76,7 +76,7 @@ def _records(root: Path, split: str) -> tuple[list[dict[str, str]], str]:
         return records, "manifest"
     split_dir = _split_dir(root, split)
     if split_dir is not None:
-        return _class_records(root, split_dir), f"split folders ({split_dir.name}/<class>/)"
+        return _class_records(root, split_dir), f"split folders, {split_dir.name}/ by class"
     if _images_in(root) and not _visible_dirs(root):
         return [{"sample_id": p.relative_to(root).as_posix(), "path": str(p.resolve()), "label": ""}
                 for p in _images_in(root)], "flat folder (unlabelled)"
@@ -144,12 +144,12 @@ def undecodable(frame: pd.DataFrame) -> list[int]:
     import tensorflow as tf
 
     def decodes(position, path):
-        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return position
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return position, tf.shape(image)  # the shape is returned so that the decode is not pruned
 
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(frame)), frame["path"].astype(str).to_numpy()))
     dataset = dataset.map(decodes, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
-    good = set(int(position) for position in dataset.as_numpy_iterator())
+    good = set(int(position) for position, _ in dataset.as_numpy_iterator())
     return [position for position in range(len(frame)) if position not in good]
 
 

@@ -92,12 +92,60 @@ def _parser() -> argparse.ArgumentParser:
     _add_run_options(book)
     book.add_argument("--no-build", action="store_true", help="execute the notebooks only")
 
+    _add_audit_parser(commands)
+
     show = commands.add_parser("config", help="print a resolved configuration",
                                description="Print the resolved RunConfig of a profile with overrides.")
     _add_run_options(show)
     show.add_argument("--fields", action="store_true",
                       help="list every field with its type, default and where the default comes from")
     return parser
+
+
+def _add_audit_parser(commands: argparse._SubParsersAction) -> None:
+    audit = commands.add_parser(
+        "audit", help="compare the evidence of two checkpoints of a Keras classifier",
+        description="Compare the CAM evidence of two Keras models of one architecture on a folder of images; "
+                    "write per-image metrics, a JSON summary and an offline HTML report. Exit status 3 when a "
+                    "--fail-if condition holds.")
+    audit.add_argument("--before", required=True, metavar="A", help="earlier model (.keras, or a legacy .h5 model)")
+    audit.add_argument("--after", required=True, metavar="B", help="later model of the same architecture")
+    audit.add_argument("--data-dir", required=True, metavar="ROOT",
+                       help="images: split folders ROOT/<split>/<class>/, a manifest.csv, class folders, or a "
+                            "flat folder (unlabelled)")
+    audit.add_argument("--split", default="test", help="split to audit (default test)")
+    audit.add_argument("--out", default="runs/audit", metavar="DIR", help="audit directory (default runs/audit)")
+    audit.add_argument("--layer", help="explained layer, `base/layer` inside a nested model (default: the last "
+                                       "spatial map before global pooling)")
+    audit.add_argument("--target", choices=("label", "predicted"), default="label",
+                       help="explained class: the true label, or the later model's prediction")
+    audit.add_argument("--preprocess", default="none",
+                       choices=("none", "unit", "densenet", "resnet_v2", "inception_v3"),
+                       help="applied to 0..255 RGB pixels; none (default) when the model holds its own")
+    audit.add_argument("--classes", help="class names in the models' output order, comma-separated (default: "
+                                         "sorted class folder names, as keras.utils.image_dataset_from_directory)")
+    audit.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                       help="audit setting, e.g. -p n_boot 200 -p methods layercam,gradcampp")
+    audit.add_argument("--fail-if", action="append", default=[], metavar="CONDITION",
+                       help='fail (exit 3) when a summary statistic meets a condition, e.g. "overlap_iou<0.5"')
+    audit.add_argument("--no-report", action="store_true", help="skip the HTML report")
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from . import audit
+
+    settings = audit.AuditSettings.from_pairs(args.param)
+    for condition in args.fail_if:  # a malformed condition fails before the work, not after
+        audit.parse_condition(condition)
+    result = audit.run_audit(args.before, args.after, args.data_dir, args.out, split=args.split, layer=args.layer,
+                             target=args.target, preprocess=args.preprocess,
+                             classes=args.classes.split(",") if args.classes else None, settings=settings,
+                             report=not args.no_report)
+    print(audit.describe(result))
+    failures = audit.failed_conditions(result.summary["statistics"], args.fail_if)
+    for failure in failures:
+        print(f"cxrdrift: audit gate failed: {failure}", file=sys.stderr)
+    return audit.EXIT_GATE if failures else 0
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -153,7 +201,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"data": _cmd_data, "config": _cmd_config, "run": _cmd_run, "book": _cmd_book}
+_COMMANDS = {"data": _cmd_data, "config": _cmd_config, "run": _cmd_run, "book": _cmd_book, "audit": _cmd_audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,421 @@
+"""`cxrdrift audit`: how far the evidence of a classifier moved between two of its checkpoints.
+
+The study's machinery on a user's two Keras models of one architecture: the fused CAM pass
+(`cams.FusedCamPass`, one forward/backward pass per model and batch for every method), the metric
+suite (`metrics.drift_metrics`), class weighting and bootstrap intervals (`metrics.summarize`),
+the chance baseline of shuffled same-class pairs (`baselines.shuffled_partners`) and the
+randomization ceiling (the later model with its top re-initialized). Images stream through
+tf.data; what is kept per image is its low-resolution raw maps and its metric values.
+
+Outputs in the audit directory: `images.parquet` (one row per image and method), `ceiling.parquet`,
+`maps.npz` (raw maps, for the report's overlays), `summary.json` (what a pipeline reads; its
+`statistics` are what `--fail-if` tests) and, from `audit_report`, `figures/` and `report.html`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import operator
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import audit_data, audit_models, baselines, metrics
+from .artifacts import write_json, write_npz, write_parquet
+from .cams import FusedCamPass, check_methods, postprocess
+from .config import CAM_METHODS
+
+TARGETS = ("label", "predicted")
+EXIT_GATE = 3
+CHUNK = 256  # maps post-processed at once for the baseline and ceiling: bounds memory
+# Metrics where a smaller value means more drift; the others grow with drift (concentration
+# change in absolute value).
+AGREEMENT_METRICS = ("overlap_iou", "pattern_correlation", "rank_correlation", "adjusted_iou")
+SUMMARY_FIELDS = ("mean", "std", "n", "ci_low", "ci_high")
+
+
+class AuditError(ValueError):
+    """Settings or inputs an audit cannot run with."""
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """The `-p NAME VALUE` knobs of an audit."""
+
+    methods: tuple[str, ...] = CAM_METHODS
+    threshold: float = 0.5          # the study's overlap threshold on [0, 1] maps
+    batch_size: int = 32
+    n_boot: int = 1000              # bootstrap resamples per interval (0: no intervals)
+    seed: int = 0                   # bootstrap, shuffled partners; the ceiling uses seed + 1, as the study
+    alpha_norm: bool = False        # Grad-CAM++ alpha normalization (cams.gradcampp_alpha)
+    primary_method: str = "layercam"  # whose metrics the bare statistic names and the review list use
+    flag_metric: str = "overlap_iou"  # an image is flagged when this drifts beyond its chance mean
+    ceiling_images: int = 256       # images the randomized copy is mapped on (a scale, not a census)
+    review: int = 12                # flagged images the report shows with both maps
+
+    def __post_init__(self) -> None:
+        check_methods(self.methods)
+        if self.primary_method not in self.methods:
+            raise AuditError(f"primary_method={self.primary_method!r} is not among methods {list(self.methods)}")
+        if self.flag_metric not in metrics.SUITE_METRICS:
+            raise AuditError(f"flag_metric={self.flag_metric!r}; choose one of {', '.join(metrics.SUITE_METRICS)}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise AuditError(f"threshold={self.threshold} must lie in (0, 1]")
+        for name in ("batch_size", "ceiling_images", "review", "n_boot"):
+            if getattr(self, name) < (0 if name in ("n_boot", "ceiling_images", "review") else 1):
+                raise AuditError(f"{name}={getattr(self, name)} is out of range")
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[tuple[str, str]]) -> "AuditSettings":
+        """Settings from `-p NAME VALUE` strings, each coerced to its field's type."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for name, text in pairs:
+            if name not in fields:
+                raise AuditError(f"unknown audit parameter {name!r}; known: {', '.join(fields)}")
+            kind = type(getattr(cls(), name))
+            try:
+                if kind is tuple:
+                    values[name] = tuple(part.strip() for part in text.split(",") if part.strip())
+                elif kind is bool:
+                    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError(text)
+                    values[name] = text.lower() in ("true", "1", "yes")
+                else:
+                    values[name] = kind(text)
+            except ValueError:
+                raise AuditError(f"audit parameter {name}={text!r} is not a {kind.__name__}") from None
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Where an audit wrote its files, and its summary."""
+
+    out: Path
+    summary: dict[str, Any]
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report.html"
+
+
+# -- the pass over the images ---------------------------------------------------------------------
+
+def _maps_and_logits(passes: Mapping[str, FusedCamPass], images: np.ndarray, classes: np.ndarray,
+                     settings: AuditSettings) -> tuple[dict, dict, np.ndarray]:
+    """Raw maps per method of the later and earlier model, their logits, and the explained classes:
+    the true label, or (negative `classes`) the later model's prediction, for both models."""
+    late_maps, late_logits = passes["after"].run_batch(images, classes, settings.methods, settings.alpha_norm)
+    explained = np.where(classes < 0, late_logits.argmax(axis=1), classes).astype(np.int32)
+    early_maps, early_logits = passes["before"].run_batch(images, explained, settings.methods, settings.alpha_norm)
+    layer = passes["after"].layer_name
+    return ({"before": early_maps[layer], "after": late_maps[layer]},
+            {"before": early_logits, "after": late_logits}, explained)
+
+
+def _stream(passes: Mapping[str, FusedCamPass], ceiling: FusedCamPass | None, frame: pd.DataFrame,
+            preprocess, size: int, target: str, settings: AuditSettings) -> dict[str, Any]:
+    """One streamed pass: raw maps, logits and explained classes of every image, the ceiling's
+    raw maps of the first `ceiling_images`."""
+    raw = {role: {m: [] for m in settings.methods} for role in ("before", "after", "ceiling")}
+    logits = {"before": [], "after": []}
+    explained = []
+    for images, labels in audit_data.batches(frame, preprocess, size, settings.batch_size):
+        classes = labels if target == "label" else np.full(len(labels), -1, np.int32)
+        maps, batch_logits, batch_explained = _maps_and_logits(passes, images, classes, settings)
+        room = settings.ceiling_images - sum(len(part) for part in explained)
+        if ceiling is not None and room > 0:
+            ceiling_maps, _ = ceiling.run_batch(images[:room], batch_explained[:room], settings.methods,
+                                                settings.alpha_norm)
+            maps["ceiling"] = ceiling_maps[ceiling.layer_name]
+        for role, per_method in maps.items():
+            for method, array in per_method.items():
+                raw[role][method].append(array)
+        for role in logits:
+            logits[role].append(batch_logits[role])
+        explained.append(batch_explained)
+    return {"raw": {role: {m: np.concatenate(parts) if parts else None for m, parts in per.items()}
+                    for role, per in raw.items()},
+            "logits": {role: np.concatenate(parts) for role, parts in logits.items()},
+            "explained": np.concatenate(explained)}
+
+
+def _metric_rows(early_raw: np.ndarray, late_raw: np.ndarray, size: int, threshold: float,
+                 late_positions: np.ndarray | None = None) -> pd.DataFrame:
+    """The metric suite between post-processed earlier maps and later maps (at `late_positions`,
+    default the same images), in chunks; NaN where a position is -1."""
+    n = len(early_raw)
+    partner = np.arange(n) if late_positions is None else np.asarray(late_positions)
+    columns = {name: np.full(n, np.nan) for name in metrics.SUITE_METRICS}
+    for start in range(0, n, CHUNK):
+        rows = np.arange(start, min(start + CHUNK, n))
+        rows = rows[partner[rows] >= 0]
+        if not len(rows):
+            continue
+        values = metrics.drift_metrics(postprocess(early_raw[rows], (size, size)),
+                                       postprocess(late_raw[partner[rows]], (size, size)), threshold)
+        for name, array in values.items():
+            columns[name][rows] = array
+    return pd.DataFrame(columns)
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+def inverse_frequency(labels: Sequence[str]) -> dict[str, float]:
+    """The study's class weights, w_c = (1/n_c) / sum_k (1/n_k), for any class names."""
+    counts = pd.Series(list(labels)).value_counts()
+    inverse = 1.0 / counts.astype(float)
+    return (inverse / inverse.sum()).to_dict()
+
+
+def _summary(values: pd.Series, labels: pd.Series, weights: Mapping[str, float], settings: AuditSettings) -> dict:
+    result = metrics.summarize(values.to_numpy(float), labels.to_numpy(str), weights, settings.n_boot, settings.seed)
+    return {name: getattr(result, name) for name in SUMMARY_FIELDS}
+
+
+def drift_beyond_chance(values: pd.Series, chance_mean: float, metric: str) -> pd.Series:
+    """True where an image's metric shows more drift than the chance level of shuffled pairs."""
+    if metric in AGREEMENT_METRICS:
+        return values < chance_mean
+    if metric == "concentration_change":
+        return values.abs() > abs(chance_mean)
+    return values > chance_mean
+
+
+def _predictive(labels: np.ndarray, logits: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    scores = metrics.predictive_metrics(labels, logits, classes)
+    return {name: scores[name] for name in ("accuracy", "auc", "f1")}
+
+
+def _groups(frame: pd.DataFrame, labelled: bool) -> pd.Series:
+    if not labelled:
+        return np.where(frame["pred_before"] == frame["pred_after"], "same prediction", "changed prediction")
+    right_before = frame["pred_before"] == frame["label_index"]
+    right_after = frame["pred_after"] == frame["label_index"]
+    return np.select([right_before & right_after, ~right_before & right_after, right_before & ~right_after],
+                     ["correct under both", "corrected", "broken"], "wrong under both")
+
+
+def analysed_group(labelled: bool) -> str:
+    """The images whose drift is summarized: correct under both models (the study's filter), or,
+    unlabelled, those whose prediction did not change."""
+    return "correct under both" if labelled else "same prediction"
+
+
+def flat_statistics(summary: Mapping[str, Any], primary: str) -> dict[str, float]:
+    """Every summary number a gate can test, by name: `method.metric[.field]`, the primary
+    method's also as `metric[.field]`, predictive metrics as `accuracy_after` and counts."""
+    flat: dict[str, float] = {f"{name}_{role}": value for role, scores in summary["predictive"].items()
+                              for name, value in scores.items()}
+    flat.update({name: float(value) for name, value in summary["counts"].items()})
+    for method, per_metric in summary["drift"].items():
+        for metric, stats in per_metric.items():
+            for field, value in stats.items():
+                suffix = "" if field == "mean" else f".{field}"
+                flat[f"{method}.{metric}{suffix}"] = value
+                if method == primary:
+                    flat[f"{metric}{suffix}"] = value
+    return {name: (float(value) if value is not None else math.nan) for name, value in flat.items()}
+
+
+# -- the gate ---------------------------------------------------------------------------------------
+
+_OPERATORS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+              "<": operator.lt, ">": operator.gt}
+_CONDITION = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(<=|>=|==|!=|<|>)\s*([-+0-9.eEinfINF]+)\s*$")
+
+
+def parse_condition(text: str) -> tuple[str, str, float]:
+    """`name<op>value`, e.g. `overlap_iou<0.5`, as (name, op, value)."""
+    match = _CONDITION.match(text)
+    if not match:
+        raise AuditError(f"--fail-if {text!r} is not a condition like \"overlap_iou<0.5\" "
+                         f"(operators {', '.join(_OPERATORS)})")
+    try:
+        return match[1], match[2], float(match[3])
+    except ValueError:
+        raise AuditError(f"--fail-if {text!r}: {match[3]!r} is not a number") from None
+
+
+def failed_conditions(statistics: Mapping[str, float], conditions: Sequence[str]) -> list[str]:
+    """A line for each condition that holds (the audit fails on it), or whose statistic is NaN."""
+    failures = []
+    for text in conditions:
+        name, op, value = parse_condition(text)
+        if name not in statistics:
+            close = [key for key in statistics if name in key][:6]
+            raise AuditError(f"--fail-if {text!r}: no statistic {name!r}"
+                             + (f"; did you mean {', '.join(close)}?" if close else
+                                "; see summary.json's \"statistics\" for every name"))
+        actual = statistics[name]
+        if math.isnan(actual):
+            failures.append(f"{name} is NaN (not computed), so {text!r} cannot be ruled out")
+        elif _OPERATORS[op](actual, value):
+            failures.append(f"{name} = {actual:.4g}, and the gate fails when {name} {op} {value:g}")
+    return failures
+
+
+# -- the audit ---------------------------------------------------------------------------------------
+
+def _check_inputs(target: str, images: audit_data.AuditImages) -> None:
+    if target not in TARGETS:
+        raise AuditError(f"target={target!r}; choose {' or '.join(TARGETS)}")
+    if target == "label" and not images.labelled:
+        raise AuditError(f"the images in {images.root} have no labels ({images.layout}): explain the later model's "
+                         "predictions with --target predicted")
+
+
+def run_audit(before: str | Path, after: str | Path, data_dir: str | Path, out: str | Path, *,
+              split: str = "test", layer: str | None = None, target: str = "label", preprocess: str = "none",
+              classes: Sequence[str] | None = None, settings: AuditSettings | None = None,
+              report: bool = True) -> AuditResult:
+    """Audit checkpoint `before` against `after` on the images of `data_dir` into `out`."""
+    settings = settings or AuditSettings()
+    models = {"before": audit_models.load_model(before), "after": audit_models.load_model(after)}
+    audit_models.check_pair(models["before"], models["after"])
+    size = audit_models.input_size(models["after"])
+    transform = audit_models.preprocessing(preprocess)
+    path = audit_models.layer_path(models["after"], layer)
+    width = int(models["after"].outputs[0].shape[-1])
+    images = audit_data.scan(data_dir, width, split, classes)
+    _check_inputs(target, images)
+    skipped = audit_data.undecodable(images.frame)
+    frame = images.frame.drop(index=skipped).reset_index(drop=True)
+    if frame.empty:
+        raise AuditError(f"none of the {len(images.frame)} images in {images.root} can be decoded")
+    passes = {role: FusedCamPass(model, path, features=audit_models.feature_model(model, path))
+              for role, model in models.items()}
+    ceiling_model = (audit_models.randomized_copy(models["after"], path, settings.seed + 1)
+                     if settings.ceiling_images else None)
+    ceiling = (FusedCamPass(ceiling_model, path, features=audit_models.feature_model(ceiling_model, path))
+               if ceiling_model is not None else None)
+    streamed = _stream(passes, ceiling, frame, transform, size, target, settings)
+
+    frame["explained"] = np.asarray(images.classes)[streamed["explained"]]
+    for role in ("before", "after"):
+        frame[f"pred_{role}"] = streamed["logits"][role].argmax(axis=1)
+    frame["changed_prediction"] = frame["pred_before"] != frame["pred_after"]
+    frame["group"] = _groups(frame, images.labelled)
+    partners = baselines.shuffled_partners(frame["explained"].to_numpy(str), settings.seed)
+    rows, ceiling_rows = [], []
+    raw = streamed["raw"]
+    for method in settings.methods:
+        values = _metric_rows(raw["before"][method], raw["after"][method], size, settings.threshold)
+        chance = _metric_rows(raw["before"][method], raw["after"][method], size, settings.threshold, partners)
+        rows.append(pd.concat([frame.assign(method=method), values,
+                               chance.add_prefix("chance_")], axis=1))
+        if raw["ceiling"][method] is not None:
+            n = len(raw["ceiling"][method])
+            ceiling_values = _metric_rows(raw["after"][method][:n], raw["ceiling"][method], size, settings.threshold)
+            ceiling_rows.append(pd.concat([frame.iloc[:n][["sample_id", "explained", "group"]].assign(method=method),
+                                           ceiling_values], axis=1))
+    table = pd.concat(rows, ignore_index=True)
+    ceiling_table = pd.concat(ceiling_rows, ignore_index=True) if ceiling_rows else pd.DataFrame()
+    weights = inverse_frequency(frame["explained"])
+    summary = _summarize(table, ceiling_table, frame, streamed, images, weights, settings)
+    table["flagged"] = False
+    for method in settings.methods:
+        rows_of = table["method"] == method
+        chance_mean = summary["drift"][method][settings.flag_metric]["chance"]
+        table.loc[rows_of, "flagged"] = (drift_beyond_chance(table.loc[rows_of, settings.flag_metric], chance_mean,
+                                                             settings.flag_metric)
+                                         & (table.loc[rows_of, "group"] == analysed_group(images.labelled)))
+    primary = table[table["method"] == settings.primary_method]
+    summary["counts"]["flagged"] = int(primary["flagged"].sum())
+    summary["counts"]["flagged_share"] = float(primary["flagged"].sum() / max(summary["counts"]["analysed"], 1))
+    summary.update(before=str(before), after=str(after), data_dir=str(images.root), split=split, layer=path,
+                   target=target, preprocess=preprocess, image_size=size, layout=images.layout,
+                   classes=list(images.classes), class_order=images.order, labelled=images.labelled,
+                   skipped_files=[str(p) for p in images.frame["path"].iloc[skipped]],
+                   identical=audit_models.identical(models["before"], models["after"]),
+                   settings=dataclasses.asdict(settings), class_weights=weights)
+    summary["statistics"] = flat_statistics(summary, settings.primary_method)
+    out = Path(out)
+    write_parquet(out / "images.parquet", table)
+    write_parquet(out / "ceiling.parquet", ceiling_table)
+    write_npz(out / "maps.npz", {"sample_id": frame["sample_id"].to_numpy(str),
+                                 **{f"{role}.{method}": array for role, per in raw.items()
+                                    for method, array in per.items() if array is not None}})
+    write_json(out / "summary.json", _jsonable(summary))
+    result = AuditResult(out, summary)
+    if report:
+        from .audit_report import write_report
+
+        write_report(out)
+    return result
+
+
+def _summarize(table: pd.DataFrame, ceiling_table: pd.DataFrame, frame: pd.DataFrame, streamed: Mapping,
+               images: audit_data.AuditImages, weights: Mapping[str, float], settings: AuditSettings) -> dict:
+    analysed = analysed_group(images.labelled)
+    counts = {"images": len(frame), "skipped": len(images.frame) - len(frame),
+              "analysed": int((frame["group"] == analysed).sum()),
+              "changed_predictions": int(frame["changed_prediction"].sum()),
+              **{"group_" + name.replace(" ", "_"): int(n) for name, n in frame["group"].value_counts().items()}}
+    predictive = ({role: _predictive(frame["label_index"].to_numpy(), streamed["logits"][role], images.classes)
+                   for role in ("before", "after")} if images.labelled else {})
+    drift: dict[str, dict[str, dict]] = {}
+    changed: dict[str, dict[str, float]] = {}
+    for method in settings.methods:
+        rows = table[(table["method"] == method) & (table["group"] == analysed)]
+        moved = table[(table["method"] == method) & table["changed_prediction"]]
+        ceiling_rows = (ceiling_table[(ceiling_table["method"] == method) & (ceiling_table["group"] == analysed)]
+                        if len(ceiling_table) else ceiling_table)
+        drift[method], changed[method] = {}, {}
+        for metric in metrics.SUITE_METRICS:
+            stats = _summary(rows[metric], rows["explained"], weights, settings)
+            stats["chance"] = metrics.weighted_summary(rows[f"chance_{metric}"].to_numpy(float),
+                                                       rows["explained"].to_numpy(str), weights)[0]
+            stats["ceiling"] = (metrics.weighted_summary(ceiling_rows[metric].to_numpy(float),
+                                                         ceiling_rows["explained"].to_numpy(str), weights)[0]
+                                if len(ceiling_rows) else math.nan)
+            drift[method][metric] = stats
+            changed[method][metric] = metrics.weighted_summary(moved[metric].to_numpy(float),
+                                                               moved["explained"].to_numpy(str), weights)[0]
+    return {"counts": counts, "predictive": predictive, "drift": drift, "changed_prediction_drift": changed,
+            "analysed_group": analysed}
+
+
+def describe(result: AuditResult) -> str:
+    """What the audit found, in a few lines for the terminal."""
+    summary = result.summary
+    counts, settings = summary["counts"], summary["settings"]
+    method = settings["primary_method"]
+    lines = [f"audited {counts['images']} images ({counts['skipped']} undecodable, skipped) at layer "
+             f"{summary['layer']}: {counts['changed_predictions']} changed prediction, {counts['analysed']} "
+             f"{summary['analysed_group']}"]
+    if summary["identical"]:
+        lines.append("the two models are identical (every weight equal): the drift is zero")
+    for role, scores in summary["predictive"].items():
+        lines.append(f"{role}: accuracy {scores['accuracy']:.3f}, macro AUC {scores['auc']:.3f}")
+    for metric, stats in summary["drift"][method].items():
+        lines.append(f"{method} {metric}: {stats['mean']:.3f} (chance {stats['chance']:.3f}, "
+                     f"ceiling {stats['ceiling']:.3f}, n {stats['n']})")
+    lines.append(f"flagged for review: {counts['flagged']} (their {method} {settings['flag_metric']} drifts beyond "
+                 "the chance level)")
+    lines.append(f"written: {result.out / 'summary.json'}"
+                 + (f", {result.report}" if result.report.is_file() else ""))
+    return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-ready copy: NaN becomes null, NumPy scalars plain numbers, tuples lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    return value
+
+
+__all__ = ["AuditError", "AuditSettings", "AuditResult", "TARGETS", "EXIT_GATE", "run_audit", "describe",
+           "parse_condition",
+           "failed_conditions", "flat_statistics", "inverse_frequency", "drift_beyond_chance", "analysed_group"]
