@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from . import config as cfg
 from .artifacts import atomic_path, read_json, write_json
+from .kernel_output import KernelOutput, kernel_log
 
 KERNEL_NAME = "cxrdrift"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "cxrdrift (Python 3)", "language": "python"}
@@ -47,7 +48,7 @@ KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_D
 # absl::InitializeLog() ...", "I0000 ... oneDNN custom operations are on"): written by C++ straight
 # to file descriptor 2, which no environment variable silences. ipykernel forwards what reaches the
 # descriptors into the cell's output by default; with capture_fd_output off these lines go to the
-# console of `cxrdrift book` instead, while Python's own warnings (sys.stderr) still reach the cell,
+# kernel's log instead (cxrdrift.kernel_output), while Python's own warnings (sys.stderr) still reach the cell,
 # where the chapter can explain them.
 KERNEL_ARGUMENTS = ("--IPKernelApp.capture_fd_output=False",)
 # Run-directory content that chapters rewrite on every execution, so it cannot signal a change
@@ -204,7 +205,7 @@ def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping
 
     The parameters are validated first. On a failing cell the partial copy goes to
     `failed_dir/<output name>` (default `<output dir>/.failed`) and `NotebookExecutionError`
-    names the notebook, the cell and the error.
+    names the notebook, the cell and the error. The kernel's own output goes to `kernel_log(output)`.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -214,12 +215,14 @@ def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping
     notebook = to_notebook(source)
     ensure_kernel()
     failed = Path(failed_dir or output.parent / ".failed") / output.name
-    with atomic_path(output) as running, _kernel_environment():
+    log = kernel_log(output)
+    with atomic_path(output) as running, _kernel_environment(), KernelOutput(log) as kernel_output:
         try:
             papermill.execute_notebook(notebook, str(running), parameters=params,
                                        kernel_name=KERNEL_NAME, language="python",
                                        cwd=str(cwd), progress_bar=progress_bar,
-                                       extra_arguments=list(KERNEL_ARGUMENTS))
+                                       extra_arguments=list(KERNEL_ARGUMENTS),
+                                       kernel_manager_class=kernel_output.manager_class())
         except PapermillExecutionError as error:
             partial = _keep_partial(running, failed)
             raise NotebookExecutionError(source.name, error.cell_index, error.source,
@@ -228,7 +231,8 @@ def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping
             partial = _keep_partial(running, failed)
             index, cell_source = _running_cell(partial)
             raise NotebookExecutionError(source.name, index, cell_source,
-                                         f"{type(error).__name__}: {error}", partial) from error
+                                         f"{type(error).__name__}: {error} (the kernel's own output: {log})",
+                                         partial) from error
         _tag_machinery(running)
         running.chmod(0o644)
     failed.unlink(missing_ok=True)
