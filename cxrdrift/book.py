@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from . import config as cfg
-from .artifacts import atomic_path, read_json, write_json
+from . import provenance
+from .artifacts import atomic_path, read_json, read_resolved, write_json, write_text
 from .kernel_output import KernelOutput, kernel_log
 
 KERNEL_NAME = "cxrdrift"
@@ -55,6 +56,9 @@ KERNEL_ARGUMENTS = ("--IPKernelApp.capture_fd_output=False",)
 # upstream (config.json is compared by its "config" section instead).
 _VOLATILE = ("config.json", "figures", "tables", "logs")
 _CHAPTER_NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.md$")
+# The protocol page's table of the machine and software that built the book (generated, git-ignored
+# with the chapters; book/protocol.md includes it).
+ENVIRONMENT_TABLE = "book/chapters/environment.md"
 
 
 class _KnownParameters(logging.Filter):
@@ -417,15 +421,33 @@ def toc_files(root: str | Path = ".") -> list[str]:
             for name in files]
 
 
-def build_book(root: str | Path = ".", *, warnings_as_errors: bool = False) -> Path:
+def write_environment_table(root: str | Path, run_dir: str | Path | None) -> Path:
+    """Write ENVIRONMENT_TABLE, which the protocol page includes: the environment `run_dir`'s
+    config.json records (`provenance.environment_markdown`). Without a run directory an existing
+    table is kept. Rewritten only when it changes, so Sphinx reads the protocol page again only then."""
+    path = Path(root) / ENVIRONMENT_TABLE
+    if run_dir is None and path.exists():
+        return path
+    record = read_resolved(run_dir).get("environment") if run_dir is not None else None
+    text = provenance.environment_markdown(record) + "\n"
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, text)
+    return path
+
+
+def build_book(root: str | Path = ".", *, warnings_as_errors: bool = False,
+               run_dir: str | Path | None = None) -> Path:
     """Build the Jupyter Book at `root` (execution off) and return its HTML folder.
 
-    Every document of `_toc.yml` must exist (chapters are produced by `execute_notebooks`).
+    Every document of `_toc.yml` must exist (chapters are produced by `execute_notebooks`); the
+    protocol page shows the environment `run_dir` recorded (`write_environment_table`).
     Sphinx warnings are printed; `warnings_as_errors` makes them fail the build.
     """
     root = Path(root).resolve()
     if not (root / "_toc.yml").exists() or not (root / "_config.yml").exists():
         raise BookError(f"{root} has no _toc.yml/_config.yml: not a Jupyter Book")
+    write_environment_table(root, run_dir)
     missing = [name for name in toc_files(root)
                if not any((root / f"{name}{suffix}").exists() for suffix in (".md", ".ipynb", ".rst"))]
     if missing:
@@ -460,9 +482,10 @@ def run_book(config: cfg.RunConfig, force: bool = False, build: bool = True,
     executed = sum(result.status == "executed" for result in results)
     print(f"notebooks: {executed} executed, {len(results) - executed} unchanged, "
           f"{time.perf_counter() - start:.1f} s", flush=True)
-    return build_book(root) if build else None
+    return build_book(root, run_dir=Path(root) / config.run_dir) if build else None
 
 
 __all__ = ["BookError", "NotebookExecutionError", "ChapterResult", "validate_parameters",
            "notebook_parameters", "chapter_sources", "to_notebook", "execute_notebook",
-           "execute_notebooks", "stale_reason", "run_files", "toc_files", "build_book", "run_book"]
+           "execute_notebooks", "stale_reason", "run_files", "toc_files", "write_environment_table", "build_book",
+           "run_book"]

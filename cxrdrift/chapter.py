@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from . import config as cfg
+from . import provenance
 from .artifacts import read_resolved, write_config
 
 PAPER_COUNTS = {"train": 11733, "val": 1675, "test": 3354}
@@ -13,11 +14,12 @@ _WEIGHT_NAMES = {"imagenet": "ImageNet", "synthetic": "synthetic within-domain p
 
 def setup(namespace: Mapping[str, Any], banner: bool = True) -> cfg.RunConfig:
     """Build the RunConfig from a notebook's parameters (`profile` plus any RunConfig field
-    papermill injected), record it in the run directory, show the run banner and return it."""
+    papermill injected), record it and the environment (`provenance.environment`) in the run
+    directory, show the run banner and return it."""
     overrides = {name: value for name, value in namespace.items()
                  if name in cfg.FIELDS and name != "profile"}
     config = cfg.profile(namespace.get("profile", "demo"), **overrides)
-    write_config(config)
+    write_config(config, {"environment": provenance.environment()})
     if banner:
         from IPython.display import Markdown, display
 
@@ -65,7 +67,8 @@ def _describe_counts(counts: Mapping[str, Any]) -> str:
 def banner_markdown(config: cfg.RunConfig, resolved: Mapping[str, Any]) -> str:
     """The MyST admonition that opens every chapter: what this run is, next to the paper.
 
-    `resolved` is the `"resolved"` section of config.json (dataset counts, weights used).
+    `resolved` is the `"resolved"` section of config.json (dataset counts, weights used, the
+    environment the chapter runs in).
     """
     dataset = resolved.get("dataset") or {}
     counts = _describe_counts(dataset.get("counts") or {})
@@ -98,6 +101,8 @@ def banner_markdown(config: cfg.RunConfig, resolved: Mapping[str, Any]) -> str:
         ("CAM methods", ", ".join(config.cam_methods), "layercam, gradcampp"),
         ("IoU threshold", f"{config.threshold:g}", "lost in extraction"),
         ("Seed", str(config.seed), "not reported"),
+        ("Machine", provenance.machine_class(resolved["environment"]) if resolved.get("environment")
+         else "not recorded yet", "not reported"),
         ("Run directory", f"`{config.run_dir}`", ""),
     ]
     lines = [

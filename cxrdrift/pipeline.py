@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from . import gaps
+from . import gaps, provenance
 from .artifacts import write_config
 from .config import RunConfig
 
@@ -34,7 +34,7 @@ def run_all(config: RunConfig, force: bool = False) -> None:
     run resumes where it stopped; `force` redoes the training, CAM and drift stages. The last line
     printed says what could not be measured and why (`gaps.summary_line`).
     """
-    write_config(config)
+    write_config(config, {"environment": provenance.environment()})
     for name, stage in _stages(force):
         start = time.perf_counter()
         stage(config)

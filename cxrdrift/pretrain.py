@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from . import synth
+from . import provenance, synth
 from .artifacts import atomic_path, read_json, write_json
 from .models import EARLIER_LAYERS, MIN_IMAGE_SIZE, backbone_model, build_model, preprocess_input, \
     restart_layer_names
@@ -94,15 +94,10 @@ class PretrainResult:
     description: dict[str, Any]   # settings, cache key, source-task scores, time
 
 
-def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def native_bf16(cpuinfo: Path = provenance.CPUINFO) -> bool:
     """Whether this CPU computes bf16 natively (avx512_bf16 or amx_bf16 among its flags); where
     that cannot be read, False: emulated bf16 is slower than float32."""
-    try:
-        flags = {flag for line in cpuinfo.read_text().splitlines() if line.startswith("flags")
-                 for flag in line.partition(":")[2].split()}
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return bool(provenance.cpu_flags(cpuinfo) & provenance.NATIVE_BF16)
 
 
 def generator_fingerprint() -> str:
