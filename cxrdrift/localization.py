@@ -8,12 +8,20 @@ post-processed map: the share of its energy on the lesion (`metrics.energy_insid
 energy-based pointing game) and the share of its salient region m >= threshold on the lesion
 (`metrics.region_precision`). Stage: the stored maps -> `localization.parquet`.
 
+Real datasets rarely have lesion masks but some ship lung segmentations (the COVID-19 Radiography
+Database; the generator writes them with `synth_lung_masks`): `lung_energy` scores every mapped
+test sample, of every class, by the share of its map's energy inside the lung fields, a sanity
+check that the evidence lies in the organ the diagnosis is about.
+
 `localization_summary` gives the class-weighted means per epoch, `localization_vs_drift` joins
 the change between the compared epochs with the drift metrics of the same samples and asks
 whether the reference-free drift predicts it.
 """
 from __future__ import annotations
 
+from typing import Callable, Iterator
+
+import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
@@ -37,18 +45,24 @@ def lesion_samples(config: RunConfig) -> pd.DataFrame:
     return samples[samples["label"] != LESION_FREE].reset_index(drop=True)
 
 
+def _chunks(config: RunConfig, arch: str, method: str, epoch: int, samples: pd.DataFrame,
+            masks_of: Callable[[pd.DataFrame], np.ndarray], depth: str = PAPER_DEPTH
+            ) -> Iterator[tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
+    """(rows, post-processed maps, masks) of `samples` in chunks of CHUNK (bounds memory)."""
+    for start in range(0, len(samples), CHUNK):
+        chunk = samples.iloc[start:start + CHUNK]
+        yield chunk, epoch_maps(config, arch, method, epoch, chunk["sample_id"], depth), masks_of(chunk)
+
+
 def _scores(config: RunConfig, arch: str, method: str, epoch: int, samples: pd.DataFrame,
             index: data.DatasetIndex, depth: str = PAPER_DEPTH) -> pd.DataFrame:
     from .cams import layer_of
 
-    parts = []
-    for start in range(0, len(samples), CHUNK):
-        chunk = samples.iloc[start:start + CHUNK]
-        maps = epoch_maps(config, arch, method, epoch, chunk["sample_id"], depth)
-        masks = data.load_masks(index, chunk, config.image_size)
-        parts.append(pd.DataFrame({"energy_inside": metrics.energy_inside(maps, masks),
-                                   "region_precision": metrics.region_precision(maps, masks, config.threshold),
-                                   "lesion_share": masks.mean(axis=(1, 2))}, index=chunk.index))
+    parts = [pd.DataFrame({"energy_inside": metrics.energy_inside(maps, masks),
+                           "region_precision": metrics.region_precision(maps, masks, config.threshold),
+                           "lesion_share": masks.mean(axis=(1, 2))}, index=chunk.index)
+             for chunk, maps, masks in _chunks(config, arch, method, epoch, samples,
+                                               lambda rows: data.load_masks(index, rows, config.image_size), depth)]
     values = pd.concat(parts) if parts else pd.DataFrame(columns=[*SCORES, "lesion_share"], dtype=float)
     return pd.concat([pd.DataFrame({"arch": arch, "method": method, "epoch": epoch}, index=samples.index),
                       samples, values,
@@ -63,7 +77,7 @@ def run_localization_stage(config: RunConfig, force: bool = False) -> pd.DataFra
     if not config.ground_truth:
         return None
     paths = RunPaths.of(config)
-    index = data.load_index(config.data_dir or paths.data)
+    index = data.run_index(config)
     samples = lesion_samples(config)
     if samples.empty or any(index.mask_path(s) is None for s in samples["sample_id"]):
         return None
@@ -108,9 +122,16 @@ def localization_summary(frame: pd.DataFrame, weights: dict[str, float],
                          keys: tuple[str, ...] = ("method", "arch", "epoch")) -> pd.DataFrame:
     """Class-weighted mean of each score and of the chance level (`lesion_share`) per method,
     architecture and epoch (or other `keys`; NaN dropped), with n."""
+    return _scored_means(frame, weights, keys, SCORES, "lesion_share")
+
+
+def _scored_means(frame: pd.DataFrame, weights: dict[str, float], keys: tuple[str, ...],
+                  scores: tuple[str, ...], chance: str) -> pd.DataFrame:
+    """Class-weighted means of `scores` and `chance` per group of `keys`, with n (rows whose
+    scores are all finite)."""
     keys = list(keys)
-    summary = weighted_means(frame, keys, [*SCORES, "lesion_share"], weights)
-    scored = frame.assign(n=frame[list(SCORES)].notna().all(axis=1)).groupby(keys, sort=False)["n"].sum()
+    summary = weighted_means(frame, keys, [*scores, chance], weights)
+    scored = frame.assign(n=frame[list(scores)].notna().all(axis=1)).groupby(keys, sort=False)["n"].sum()
     return summary.assign(n=scored.to_numpy().astype(int))
 
 
@@ -158,3 +179,32 @@ def finer_grid_sentence(summary: pd.DataFrame, epoch: int) -> str:
                          + (f"; {unscored} cell{'s' if unscored != 1 else ''} without a scored map at one of "
                             "them." if unscored else "."))
     return " ".join(sentences)
+
+
+def lung_energy(config: RunConfig, index: data.DatasetIndex | None = None) -> pd.DataFrame | None:
+    """Per architecture, CAM method, CAM epoch and mapped test sample (every class), the share of
+    the map's energy inside the lung mask and the share of the image the lungs cover (a uniform
+    map's score): arch, method, epoch, sample_id, label, kept, energy_in_lungs, lung_share. None
+    when some mapped sample has no lung mask (most datasets have none)."""
+    index = index or data.run_index(config)
+    samples = mapped_samples(config)
+    if samples.empty or any(index.lung_mask_path(s) is None for s in samples["sample_id"]):
+        return None
+    frames = []
+    for arch in config.architectures:
+        for method in config.cam_methods:
+            for epoch in config.cam_epoch_list():
+                parts = [pd.DataFrame({"energy_in_lungs": metrics.energy_inside(maps, masks),
+                                       "lung_share": masks.mean(axis=(1, 2))}, index=chunk.index)
+                         for chunk, maps, masks in _chunks(
+                             config, arch, method, epoch, samples,
+                             lambda rows: data.load_lung_masks(index, rows, config.image_size))]
+                frames.append(pd.concat([pd.DataFrame({"arch": arch, "method": method, "epoch": epoch},
+                                                      index=samples.index), samples, pd.concat(parts)], axis=1))
+    return pd.concat(frames, ignore_index=True)
+
+
+def lung_summary(frame: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
+    """Class-weighted mean energy inside the lungs and lung share per method, architecture and
+    epoch, with n (samples with a finite score)."""
+    return _scored_means(frame, weights, ("method", "arch", "epoch"), ("energy_in_lungs",), "lung_share")
