@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from . import audit_data, audit_models, baselines, metrics
-from .artifacts import write_json, write_npz, write_parquet
+from .artifacts import RunPaths, write_json, write_npz, write_parquet
 from .cams import FusedCamPass, check_methods, postprocess
-from .config import CAM_METHODS
+from .config import CAM_METHODS, CLASSES, RunConfig
+from .models import TARGET_LAYERS
 
 TARGETS = ("label", "predicted")
 EXIT_GATE = 3
@@ -381,6 +382,46 @@ def _summarize(table: pd.DataFrame, ceiling_table: pd.DataFrame, frame: pd.DataF
             "analysed_group": analysed}
 
 
+def study_audit(config: RunConfig, arch: str, out: str | Path | None = None, report: bool = True) -> AuditResult:
+    """The audit of a study run's own checkpoints of `arch` at the compared epochs, exported as
+    `.keras` files, with the run's layer, preprocessing, class order, methods and threshold;
+    written to `<run_dir>/audit/<arch>` unless `out` says otherwise."""
+    paths = RunPaths.of(config)
+    out = Path(out) if out is not None else paths.root / "audit" / arch
+    files = [audit_models.export_checkpoint(arch, config.image_size, paths.weights(arch, epoch),
+                                            out / "models" / f"epoch_{epoch:02d}.keras")
+             for epoch in config.compared_epochs]
+    methods = tuple(config.cam_methods)
+    settings = AuditSettings(methods=methods, threshold=config.threshold, batch_size=config.cam_batch_size,
+                             n_boot=config.bootstrap_samples, seed=config.seed, alpha_norm=config.alpha_norm,
+                             primary_method="layercam" if "layercam" in methods else methods[0])
+    return run_audit(*files, config.data_dir or paths.data, out, layer=TARGET_LAYERS[arch],
+                     preprocess=audit_models.STUDY_PREPROCESSING[arch], classes=CLASSES, settings=settings,
+                     report=report)
+
+
+def study_agreement(config: RunConfig, arch: str, result: AuditResult) -> pd.DataFrame:
+    """Per method and metric of the study's drift.parquet: the images both hold and the largest
+    |audit − study| difference over them (0 when the audit reproduces the study's rows)."""
+    from .drift import load_drift
+
+    study = load_drift(config)
+    study = study[study["arch"] == arch]
+    audited = pd.read_parquet(result.out / "images.parquet")
+    merged = study.merge(audited, on=["method", "sample_id"], suffixes=("_study", "_audit"))
+    rows = []
+    for method, part in merged.groupby("method", sort=False):
+        for metric in metrics.SUITE_METRICS:
+            if f"{metric}_study" not in part:
+                continue
+            difference = (part[f"{metric}_study"] - part[f"{metric}_audit"]).abs()
+            both_nan = part[f"{metric}_study"].isna() & part[f"{metric}_audit"].isna()
+            rows.append({"method": method, "metric": metric, "images": len(part),
+                         "max |audit − study|": float(difference[~both_nan].max()) if (~both_nan).any() else 0.0,
+                         "NaN in one only": int(part[f"{metric}_study"].isna().ne(part[f"{metric}_audit"].isna()).sum())})
+    return pd.DataFrame(rows, columns=["method", "metric", "images", "max |audit − study|", "NaN in one only"])
+
+
 def describe(result: AuditResult) -> str:
     """What the audit found, in a few lines for the terminal."""
     summary = result.summary
@@ -416,6 +457,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["AuditError", "AuditSettings", "AuditResult", "TARGETS", "EXIT_GATE", "run_audit", "describe",
+__all__ = ["AuditError", "AuditSettings", "AuditResult", "TARGETS", "EXIT_GATE", "run_audit", "study_audit", "study_agreement", "describe",
            "parse_condition",
            "failed_conditions", "flat_statistics", "inverse_frequency", "drift_beyond_chance", "analysed_group"]

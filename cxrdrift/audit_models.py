@@ -16,7 +16,8 @@ from typing import Callable, Iterator
 import keras
 import numpy as np
 
-from .models import TARGET_LAYERS
+from .artifacts import atomic_path
+from .models import TARGET_LAYERS, build_model, restart_layer_names
 from .randomization import PREVIOUS_BLOCK, randomize_top
 
 PREPROCESSING: dict[str, Callable] = {
@@ -26,6 +27,8 @@ PREPROCESSING: dict[str, Callable] = {
     "resnet_v2": keras.applications.resnet_v2.preprocess_input,
     "inception_v3": keras.applications.inception_v3.preprocess_input,
 }
+# The preprocessing each study backbone was trained with (models.preprocess_input), by name.
+STUDY_PREPROCESSING = {"DenseNet201": "densenet", "ResNet50V2": "resnet_v2", "InceptionV3": "inception_v3"}
 SEPARATOR = "/"
 CHAIN_TOLERANCE = 1e-4  # relative agreement a rebuilt feature model must reach with the model itself
 
@@ -264,6 +267,19 @@ def randomized_copy(model: keras.Model, path: str, seed: int) -> keras.Model:
     return fresh
 
 
-__all__ = ["PREPROCESSING", "AuditModelError", "load_model", "preprocessing", "input_size", "walk",
+def export_checkpoint(arch: str, image_size: int, weights: Path, target: Path, num_classes: int = 5) -> Path:
+    """A study checkpoint (a `.weights.h5` of `models.build_model`'s model) saved whole as the
+    `.keras` file an audit loads; layer names restarted, so two exports name layers alike."""
+    if not Path(weights).is_file():
+        raise AuditModelError(f"checkpoint {weights} is missing: train {arch} first")
+    restart_layer_names()
+    model = build_model(arch, image_size, None, num_classes)
+    model.load_weights(weights)
+    with atomic_path(target) as tmp:
+        model.save(tmp)
+    return Path(target)
+
+
+__all__ = ["PREPROCESSING", "STUDY_PREPROCESSING", "export_checkpoint", "AuditModelError", "load_model", "preprocessing", "input_size", "walk",
            "spatial_layers", "default_layer", "layer_path", "feature_model", "check_pair", "identical",
            "randomized_copy"]
