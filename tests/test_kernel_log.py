@@ -44,3 +44,19 @@ def test_a_dead_kernels_error_names_its_log(tmp_path, capfd):
     assert "DeadKernelError" in caught.value.error and f"(the kernel's own output: {log})" in caught.value.error
     assert "native noise on descriptor 2" in log.read_text()
     assert "native noise" not in capfd.readouterr().err
+
+
+def test_only_prefixed_lines_and_carriage_return_updates_reach_the_terminal(tmp_path):
+    import io
+    import os
+
+    from cxrdrift.kernel_output import TERMINAL_PREFIX, KernelOutput
+
+    terminal = io.StringIO()
+    written = (b"I0000 native line\n\r" + TERMINAL_PREFIX + b"pre-training  10%\r" + TERMINAL_PREFIX
+               + b"pre-training 100%\n[IPKernelApp] WARNING | noise\n" + TERMINAL_PREFIX + b"no newline at the end")
+    with KernelOutput(tmp_path / "x.kernel.log", terminal) as output:
+        for start in range(0, len(written), 7):  # a pipe delivers any chunks
+            os.write(output.write_fd, written[start:start + 7])
+    assert terminal.getvalue() == "pre-training  10%\rpre-training 100%\nno newline at the end"
+    assert (tmp_path / "x.kernel.log").read_bytes() == written
