@@ -5,8 +5,8 @@ values the way a viewer shows them: the modality LUT (Rescale Slope/Intercept) f
 transform — the VOI LUT when the file has one, otherwise the first Window Center/Width (the DICOM
 linear function, PS3.3 C.11.2.1.2.1); without either, the image's own minimum and maximum span the
 range. MONOCHROME1 images (white is low) are inverted so that bone is bright, as in MONOCHROME2 and
-PNG radiographs. The result is scaled to 0..255. Compressed transfer syntaxes (JPEG baseline,
-lossless and 2000) decode through the pylibjpeg handlers.
+PNG radiographs. The result is scaled to 0..255. Compressed transfer syntaxes decode through
+pydicom (RLE) and the pylibjpeg handlers (JPEG, JPEG lossless, JPEG-LS, JPEG 2000).
 
 The tf.data pipeline reads a DICOM through its decoded 8-bit PNG, written once into
 `$CXRDRIFT_DICOM_CACHE` (default `~/.cache/cxrdrift/dicom/`) and keyed by the file's path, size and
