@@ -138,6 +138,14 @@ def split_dataset(root: str | Path, val: float = 0.1, test: float = 0.2, seed: i
                                 "name(s); each is its own group", tuple(unmatched[:20])))
     components = _components(keys, [_digest(p) for p in frame["path"]])
     frame["split"] = _assign(frame["label"].to_numpy(), components, fractions, seed)
+    counts = pd.crosstab(frame["label"], frame["split"]).reindex(columns=list(SPLITS), fill_value=0)
+    counts = counts.reindex([c for c in CLASSES if c in counts.index])  # in CLASSES order
+    for label, row in counts.iterrows():
+        empty = [s for s in SPLITS if row[s] == 0]
+        if empty:
+            problems.append(Problem("warning", f"class {label!r} has no images in {' and '.join(empty)}: its "
+                                    f"{row.sum()} image(s) in {len(set(components[frame['label'] == label]))} "
+                                    "group(s) are too few for the asked shares"))
     manifest = frame[["sample_id", "label", "split"]].rename(columns={"sample_id": "path"})
     if scan.lung_masks:
         manifest[LUNG_MASK_COLUMN] = [relative(Path(scan.lung_masks[s]), root.resolve())

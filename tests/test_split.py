@@ -89,6 +89,15 @@ def test_radiography_masks_travel_into_the_manifest(tmp_path):
     assert len(index.lung_masks) == 25
 
 
+def test_too_few_images_for_a_split_are_named(tmp_path):
+    root = tb_tree(tmp_path / "tb", patients=3, per_patient=2)
+    manifest, problems = split.split_dataset(root, group_by=r"^(P\w+?)_", class_map={"viralpneumonia": "Pneumonia"})
+    assert split.split_table(manifest).loc[["train", "val", "test"], "Normal"].tolist() == [4, 0, 2]
+    assert [p.message for p in problems][0] == ("class 'Normal' has no images in val: its 6 image(s) in 3 group(s) "
+                                                "are too few for the asked shares")
+    assert len(problems) == 5
+
+
 @pytest.mark.parametrize("options,message", [
     ({"val": 0.5, "test": 0.5}, "leave nothing to train on"),
     ({"test": 0.0}, "--test 0.0 must lie strictly between 0 and 1"),
