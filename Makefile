@@ -23,13 +23,15 @@ setup: $(STAMP)
 
 # Exactly the locked versions, hash-checked (pip fails on a package the lock lacks), then cxrdrift
 # itself without dependencies and without build isolation (it builds with the locked setuptools).
-# The stamp names the lock, so tests/test_lock.py compares the venv with the right one.
+# (PYTHONWARNINGS: setuptools warns on every editable install that a folder named like the package
+# could shadow it; that folder is the package.) The stamp names the lock, so tests/test_lock.py
+# compares the venv with the right one.
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c "$(CHECK_PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
 	$(BIN)/python -m ipykernel install --sys-prefix --name cxrdrift --display-name "cxrdrift (Python 3)"
 	echo $(LOCK) > $(STAMP)
