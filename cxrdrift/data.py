@@ -22,11 +22,10 @@ import pandas as pd
 from . import dicom
 from .artifacts import RunPaths, read_resolved, write_config
 from .config import CLASSES, RunConfig
-from .layouts import (IMAGE_SUFFIXES, MANIFEST_COLUMNS, MANIFEST_NAME, MASKS_DIR, SPLITS, ClassMap, DatasetError,
-                      Problem, Scan, canonical_class, canonical_split, parse_class_map, scan_folders, scan_manifest)
-
-__all__ = ["CLASSES", "SPLITS", "IMAGE_SUFFIXES", "MANIFEST_COLUMNS", "MANIFEST_NAME", "DatasetError", "Problem",
-           "canonical_class", "canonical_split", "parse_class_map"]
+# canonical_class, canonical_split, IMAGE_SUFFIXES and MANIFEST_COLUMNS are also data's public names
+from .layouts import (IMAGE_SUFFIXES, MANIFEST_COLUMNS, MANIFEST_NAME, MASKS_DIR, SPLITS, ClassMap,  # noqa: F401
+                      DatasetError, Problem, Scan, canonical_class, canonical_split, parse_class_map, scan_folders,
+                      scan_manifest)
 
 # The paper's Table 1: test-set images per class (REPORTED.md).
 PAPER_TEST_COUNTS: dict[str, int] = {

@@ -100,9 +100,8 @@ def test_dicom_folder_is_checked_and_fed_to_the_pipeline(tmp_path, monkeypatch):
     (root / "test" / FOLDERS["Normal"] / "broken.dcm").write_bytes(b"\x00" * 200)
     report = data.check(root)
     errors = [p.message for p in report.errors]
-    assert errors == ["unreadable image test/NORMAL/broken.dcm: DICOM is not a readable DICOM file "
-                      "(File is missing DICOM File Meta Information header or the 'DICM' prefix is missing "
-                      "from the header. Use force=True to force reading.)"]
+    assert len(errors) == 1  # pydicom's own reason follows in parentheses
+    assert errors[0].startswith("unreadable image test/NORMAL/broken.dcm: DICOM is not a readable DICOM file (")
     assert [p.message for p in report.warnings] == [
         "1 image(s) smaller than 64 px on the short side, which the pipeline would upsample to the model's "
         "input: test/NORMAL/tiny.DCM (3 x 2 px)"]

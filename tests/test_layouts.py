@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from cxrdrift import data, layouts
+from cxrdrift.config import RunConfig
 from cxrdrift.data import DatasetError
 from test_data import make_tree, problems, write_image
 
@@ -168,7 +169,7 @@ def test_class_map_in_a_manifest_and_a_run_config(tmp_path):
     with pytest.raises(DatasetError, match="unknown class folder train/Bacterial Pneumonia/"):
         data.load_index(root)
     assert data.load_index(root, "Bacterial Pneumonia=Pneumonia").counts().loc["train", "Pneumonia"] == 2
-    config = data.RunConfig(data_dir=str(root), class_map="Bacterial Pneumonia=Pneumonia")
+    config = RunConfig(data_dir=str(root), class_map="Bacterial Pneumonia=Pneumonia")
     assert data.run_index(config).counts().to_numpy().tolist() == [[2] * 5] * 3
 
 
