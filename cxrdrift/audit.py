@@ -382,10 +382,13 @@ def _summarize(table: pd.DataFrame, ceiling_table: pd.DataFrame, frame: pd.DataF
             "analysed_group": analysed}
 
 
-def study_audit(config: RunConfig, arch: str, out: str | Path | None = None, report: bool = True) -> AuditResult:
+def study_audit(config: RunConfig, arch: str, out: str | Path | None = None, report: bool = True,
+                **overrides: Any) -> AuditResult:
     """The audit of a study run's own checkpoints of `arch` at the compared epochs, exported as
-    `.keras` files, with the run's layer, preprocessing, class order, methods and threshold;
-    written to `<run_dir>/audit/<arch>` unless `out` says otherwise."""
+    `.keras` files, with the run's layer, preprocessing, class order, methods, threshold, CAM batch
+    size and seed (`overrides` change other AuditSettings); written to `<run_dir>/audit/<arch>`
+    unless `out` says otherwise. With the run's batches the maps are the CAM stage's to float32
+    round-off, which batch composition changes: the same batch size 1 gives the same bits."""
     paths = RunPaths.of(config)
     out = Path(out) if out is not None else paths.root / "audit" / arch
     files = [audit_models.export_checkpoint(arch, config.image_size, paths.weights(arch, epoch),
@@ -395,6 +398,7 @@ def study_audit(config: RunConfig, arch: str, out: str | Path | None = None, rep
     settings = AuditSettings(methods=methods, threshold=config.threshold, batch_size=config.cam_batch_size,
                              n_boot=config.bootstrap_samples, seed=config.seed, alpha_norm=config.alpha_norm,
                              primary_method="layercam" if "layercam" in methods else methods[0])
+    settings = dataclasses.replace(settings, **overrides)
     return run_audit(*files, config.data_dir or paths.data, out, layer=TARGET_LAYERS[arch],
                      preprocess=audit_models.STUDY_PREPROCESSING[arch], classes=CLASSES, settings=settings,
                      report=report)
