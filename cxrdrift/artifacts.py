@@ -190,6 +190,10 @@ class RunPaths:
         return self.root / "noise_floor.parquet"
 
     @property
+    def evidence(self) -> Path:
+        return self.root / "evidence.parquet"
+
+    @property
     def tables(self) -> Path:
         return self.root / "tables"
 

@@ -33,7 +33,7 @@ from .artifacts import RunPaths, fingerprint, is_current, read_npz, stamp, write
 from .config import CAM_METHODS, RunConfig
 from .models import EARLIER_LAYERS, TARGET_LAYERS, build_model, check_architecture, preprocess_input
 
-DEGENERATE_SPAN = 1e-12
+DEGENERATE_SPAN = 1e-6  # relative: float32 maps agree to about 1e-7 of their magnitude
 PAPER_DEPTH = "target"
 DEPTHS = {PAPER_DEPTH: TARGET_LAYERS, "earlier": EARLIER_LAYERS}  # named depths -> layer per architecture
 DEPTH_LABELS = {PAPER_DEPTH: "paper's layer", "earlier": "earlier layer"}
@@ -284,11 +284,14 @@ def compute_layer_cams(model: keras.Model, images: np.ndarray, class_indices: Se
 # -- post-processing ---------------------------------------------------------------------------
 
 def degenerate_mask(raw: np.ndarray) -> np.ndarray:
-    """True for each map (N, h, w) -> (N,) that is constant (max − min < 1e-12) or not finite."""
+    """True for each map (N, h, w) -> (N,) that is not finite or flat on its own scale: max − min
+    at most DEGENERATE_SPAN times its largest magnitude (all-zero maps included), so a map of tiny
+    but structured values counts and one of large values differing by rounding does not."""
     maps = np.asarray(raw, np.float64)
     maps = maps[None] if maps.ndim == 2 else maps
     span = maps.max(axis=(1, 2)) - maps.min(axis=(1, 2))
-    return ~np.isfinite(span) | (span < DEGENERATE_SPAN)
+    scale = np.abs(maps).max(axis=(1, 2))
+    return ~np.isfinite(span) | (span <= DEGENERATE_SPAN * scale)
 
 
 def postprocess(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -306,7 +309,7 @@ def postprocess(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                               antialias=False)[..., 0].numpy().astype(np.float64)
     low = resized.min(axis=(1, 2), keepdims=True)
     span = resized.max(axis=(1, 2), keepdims=True) - low
-    degenerate = degenerate_mask(maps) | ~np.isfinite(span[:, 0, 0]) | (span[:, 0, 0] < DEGENERATE_SPAN)
+    degenerate = degenerate_mask(maps) | degenerate_mask(resized)
     out = ((resized - low) / np.where(degenerate[:, None, None], 1.0, span)).astype(np.float32)
     out[degenerate] = np.nan
     return out[0] if single else out

@@ -268,6 +268,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "randomization": (*_MAPPED, "late_epoch", "alpha_norm", "seed"),
     "trajectory": (*_MAPPED, "cam_epochs", "early_epoch", "late_epoch"),
     "noise_floor": (*_MAPPED, "early_epoch", "late_epoch", "replicate_seeds"),
+    "evidence": (*_MAPPED, "cam_layers", "early_epoch", "late_epoch", "replicate_seeds", "seed"),
 }
 # Fields no artifact's content depends on: where the run lives, how it is batched or cached, what
 # the chapters compute from the artifacts, and whether an optional stage runs at all.

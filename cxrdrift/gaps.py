@@ -18,6 +18,7 @@ from .artifacts import RunPaths
 from .config import RunConfig
 from .data import CLASSES
 from .drift import METHOD_LABELS, absent_classes, class_weights, load_drift, load_true_positives, mapped_samples, summary_table
+from .evidence import load_evidence
 
 
 def _names(items: Sequence[str]) -> str:
@@ -106,14 +107,13 @@ def few_sentence(table: pd.DataFrame) -> str | None:
             "repeats that image, so no interval is given.")
 
 
-def findings_sentence(table: pd.DataFrame) -> str | None:
-    """How many of the paper's findings a `summary_table` cannot test, and why; None when all can."""
-    result = findings.evaluate_table(table)
-    untestable = result[result["verdict"] == findings.NOT_TESTABLE]
-    if untestable.empty:
+def findings_sentence(evidence: pd.DataFrame) -> str | None:
+    """Why the paper's findings cannot be tested on a per-image evidence table (`cxrdrift.evidence`);
+    None when they can."""
+    why = findings.untestable_reason(evidence)
+    if why is None:
         return None
-    return (f"{len(untestable)} of {len(result)} of the paper's findings are not testable: "
-            f"{untestable['evidence'].iloc[0]}.")
+    return f"{len(findings.FINDINGS)} of {len(findings.FINDINGS)} of the paper's findings are not testable: {why}."
 
 
 def unmapped_sentence(config: RunConfig) -> str | None:
@@ -161,7 +161,9 @@ def run_gaps(config: RunConfig) -> list[str]:
     sentences: list[str | None] = list(filter_sentences(config))
     if paths.drift.exists():
         table = summary_table(load_drift(config), class_weights(config), 0, config.seed)
-        sentences += [*drift_sentences(config, table), findings_sentence(table)]
+        sentences += drift_sentences(config, table)
+    if paths.evidence.exists():
+        sentences.append(findings_sentence(load_evidence(config)))
     return [s for s in sentences if s]
 
 

@@ -246,6 +246,20 @@ def salient_area(maps: np.ndarray, threshold: float = 0.5) -> np.ndarray | float
     return _result(area, valid, single)
 
 
+def top_share_overlap(a: np.ndarray, b: np.ndarray, share: float) -> np.ndarray | float:
+    """IoU of each map's top `share` of pixels (its own (1 − share) quantile as the threshold): an
+    overlap with no fixed threshold, whose regions have the same area in both maps."""
+    if not 0.0 < share <= 1.0:
+        raise MetricInputError(f"share={share} must lie in (0, 1]")
+    a, b, valid, single = _as_pairs(a, b)
+    cut_a = np.quantile(_flat(a), 1.0 - share, axis=1)[:, None, None] if len(a) else np.zeros((0, 1, 1))
+    cut_b = np.quantile(_flat(b), 1.0 - share, axis=1)[:, None, None] if len(b) else np.zeros((0, 1, 1))
+    region_a, region_b = a >= cut_a, b >= cut_b
+    inter = (region_a & region_b).sum(axis=(1, 2))
+    union = (region_a | region_b).sum(axis=(1, 2))
+    return _result(_safe_divide(inter.astype(float), union.astype(float)), valid, single)
+
+
 def expected_iou(p: np.ndarray | float, q: np.ndarray | float) -> np.ndarray | float:
     """IoU expected between two unrelated regions covering shares p and q of the image,
     pq / (p + q − pq) (each pixel in a region independently); NaN where both are empty."""
@@ -427,6 +441,6 @@ def summarize(values: Sequence[float], labels: Sequence[str], weights: Mapping[s
 __all__ = ["DRIFT_METRICS", "EXTRA_METRICS", "SUITE_METRICS", "MIN_BOOTSTRAP", "MetricInputError", "predictive_metrics", "true_positive_mask",
            "correct_column", "logit_columns", "centre_of_mass", "entropy", "spatial_displacement",
            "overlap_iou", "pattern_correlation", "concentration_change", "rank_correlation", "salient_area",
-           "expected_iou", "adjusted_iou", "drift_metrics",
+           "expected_iou", "adjusted_iou", "top_share_overlap", "drift_metrics",
            "energy_inside", "region_precision",
            "WeightedSummary", "weighted_summary", "bootstrap_ci", "summarize"]

@@ -10,7 +10,7 @@ from .config import RunConfig
 
 
 def _stages(force: bool) -> list[tuple[str, Callable[[RunConfig], object]]]:
-    from . import cams, data, drift, localization, randomization, replicates, train, trajectory
+    from . import cams, data, drift, evidence, localization, randomization, replicates, train, trajectory, verdicts
 
     return [
         ("data", data.prepare),
@@ -22,13 +22,15 @@ def _stages(force: bool) -> list[tuple[str, Callable[[RunConfig], object]]]:
         ("randomization ceiling", lambda config: randomization.run_randomization_stage(config, force=force)),
         ("drift across epochs", lambda config: trajectory.run_trajectory_stage(config, force=force)),
         ("noise floor", lambda config: replicates.run_noise_floor_stage(config, force=force)),
+        ("evidence", lambda config: evidence.run_evidence_stage(config, force=force)),
+        ("verdicts", verdicts.write_verdicts),
     ]
 
 
 def run_all(config: RunConfig, force: bool = False) -> None:
     """Run data → training → true-positive filter → CAMs → drift → ground truth (when the dataset
     has lesion masks) → randomization ceiling → drift across every epoch (with `cam_epochs="all"`)
-    → noise floor (with `replicate_seeds`) into `config.run_dir`.
+    → noise floor (with `replicate_seeds`) → the evidence and the verdicts on it into `config.run_dir`.
 
     Each stage skips what is already finished for the same configuration, so an interrupted
     run resumes where it stopped; `force` redoes the training, CAM and drift stages. The last line

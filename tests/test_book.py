@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 
 import nbformat
-import pandas as pd
 import pytest
 
-from cxrdrift import book, chapter, findings, reported
+from cxrdrift import book, chapter
 from cxrdrift import config as cfg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,58 +217,6 @@ def test_chapter_without_parameters_cell_is_refused(tmp_path):
     source.write_text("# Plain\n\n```{code-cell} ipython3\nx = 1\n```\n")
     with pytest.raises(book.BookError, match="01_plain.md has no code cell tagged 'parameters'"):
         book.to_notebook(source)
-
-
-# -- findings --------------------------------------------------------------------------------
-
-def set_cell(table: pd.DataFrame, method: str, arch: str, metric: str, **values: float) -> pd.DataFrame:
-    table = table.copy()
-    row = (table["method"] == method) & (table["arch"] == arch) & (table["metric"] == metric)
-    assert row.sum() == 1
-    for column, value in values.items():
-        table.loc[row, column] = value
-    return table
-
-
-def test_findings_on_the_papers_own_table_are_all_reproduced():
-    result = findings.evaluate_table(reported.paper_table3())
-    assert list(result.columns) == ["finding", "paper", "this_run", "verdict", "evidence"]
-    assert list(result["verdict"]) == [findings.REPRODUCED] * 5
-    assert result.loc[0, "this_run"] == "largest mean displacement 0.138 (Grad-CAM++, ResNet50V2)"
-    assert "LayerCAM: IoU range across architectures 0.258" in result.loc[1, "this_run"]
-    assert "DenseNet201 0.009; ResNet50V2 0.136; InceptionV3 0.134" in result.loc[3, "this_run"]
-
-
-def test_findings_fail_when_the_pattern_is_absent():
-    paper = reported.paper_table3()
-    moved = set_cell(paper, "layercam", "DenseNet201", "spatial_displacement", mean=0.31)
-    assert findings.evaluate_table(moved)["verdict"][0] == findings.NOT_REPRODUCED
-    # Grad-CAM++ in LayerCAM's order: no reversal; IoU range under Grad-CAM++ 0.05 only
-    same = paper
-    for arch, iou in (("InceptionV3", 0.70), ("DenseNet201", 0.68), ("ResNet50V2", 0.65)):
-        same = set_cell(same, "gradcampp", arch, "overlap_iou", mean=iou)
-    verdicts = findings.evaluate_table(same)["verdict"]
-    assert verdicts[1] == findings.NOT_REPRODUCED  # range 0.05 < 0.10
-    assert verdicts[2] == findings.NOT_REPRODUCED
-    assert verdicts[4] == findings.NOT_REPRODUCED  # the lowest IoU is no longer ResNet50V2 / Grad-CAM++
-    # DenseNet201 no longer the least method-sensitive
-    sensitive = set_cell(paper, "gradcampp", "DenseNet201", "overlap_iou", mean=0.50)
-    assert findings.evaluate_table(sensitive)["verdict"][3] == findings.NOT_REPRODUCED
-    # widest spread elsewhere
-    spread = set_cell(paper, "layercam", "InceptionV3", "overlap_iou", std=0.30)
-    assert findings.evaluate_table(spread)["verdict"][4] == findings.NOT_REPRODUCED
-
-
-def test_findings_not_testable_without_both_methods_all_archs_or_enough_samples():
-    paper = reported.paper_table3()
-    one_method = paper[paper["method"] == "layercam"]
-    assert set(findings.evaluate_table(one_method)["verdict"]) == {findings.NOT_TESTABLE}
-    few = paper.assign(n=5)
-    assert set(findings.evaluate_table(few)["verdict"]) == {findings.NOT_TESTABLE}
-    nan_iou = set_cell(paper.assign(n=100), "gradcampp", "InceptionV3", "overlap_iou", mean=float("nan"))
-    assert list(findings.evaluate_table(nan_iou)["verdict"]) == [findings.REPRODUCED] + [findings.NOT_TESTABLE] * 4
-    with pytest.raises(ValueError, match="lacks column"):
-        findings.evaluate_table(paper.drop(columns="std"))
 
 
 # -- book pages ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from test_drift import ARCHS, METHODS, make_run
 
-from cxrdrift import book, cams, cli, drift, findings, gaps, metrics, reported, train
+from cxrdrift import book, cams, cli, drift, findings, gaps, metrics, train
 from cxrdrift.artifacts import RunPaths, read_npz, write_npz, write_parquet
 from cxrdrift.data import CLASSES
 
@@ -206,15 +206,17 @@ def test_ranking_without_enough_scored_images_is_not_testable():
 
 
 def test_an_untestable_finding_gives_the_count_it_found():
-    table = reported.paper_table3().assign(n=25)
-    table.loc[(table["method"] == "gradcampp") & (table["arch"] == "ResNet50V2"), "n"] = 7
-    result = findings.evaluate_table(table)
-    assert set(result["verdict"]) == {findings.NOT_TESTABLE}
-    assert result["evidence"].str.endswith("this run's smallest cell has 7").all()
-    assert "smallest cell" not in findings.evaluate_table(reported.paper_table3().assign(
-        mean=np.nan))["evidence"][0]
-    partial = findings.evaluate_table(table[table["arch"] != "InceptionV3"])
-    assert partial["evidence"].str.endswith("this run has no LayerCAM InceptionV3, Grad-CAM++ InceptionV3").all()
+    rows = [{"method": m, "arch": a, "sample_id": f"s{i}", "label": "Normal", "overlap_iou": 0.5,
+             "spatial_displacement": 0.1, "chance_spatial_displacement": 0.3}
+            for m, a in findings.CELLS for i in range(7)]
+    table = pd.DataFrame(rows)
+    assert gaps.findings_sentence(table) == ("5 of 5 of the paper's findings are not testable: 7 images are scored "
+                                             "in every cell of the paper's two methods, fewer than 20.")
+    assert gaps.findings_sentence(table.iloc[:0]).endswith("not testable: no compared image has maps.")
+    partial = table[table["arch"] != "InceptionV3"]
+    assert gaps.findings_sentence(partial).endswith("this run has no LayerCAM InceptionV3, Grad-CAM++ InceptionV3.")
+    many = pd.concat([table.assign(sample_id=table["sample_id"] + f"_{k}") for k in range(3)])
+    assert gaps.findings_sentence(many) is None
 
 
 def test_per_class_table_lists_absent_classes_with_no_images(run):

@@ -99,31 +99,75 @@ def plot_table3_comparison(run: pd.DataFrame, paper: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_ranking_slopes(tables: Mapping[str, pd.DataFrame], metric: str = "overlap_iou") -> Figure:
+PAPER_METHODS = ("layercam", "gradcampp")
+
+
+def plot_ranking_slopes(tables: Mapping[str, pd.DataFrame], metric: str = "overlap_iou",
+                        own_panel: str | None = "gradcam") -> Figure:
     """One slope chart per table (e.g. this run and the paper): each architecture's `metric`
-    mean under each method, lines joining an architecture across methods; crossing lines mean
-    the ranking reverses."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 4), squeeze=False,
-                             facecolor="white", sharey=True)
-    for ax, (title, table) in zip(axes[0], tables.items()):
-        rows = table[table["metric"] == metric]
-        methods = list(dict.fromkeys(rows["method"]))
-        rows = rows[rows["mean"].notna()]  # a cell without any scored map is left out, as in the ranking
-        palette = dict(zip(sorted(set(rows["arch"])), sns.color_palette("deep")))
-        for arch, group in rows.groupby("arch"):
+    mean under the paper's two methods, with its interval where the table has one (`ci_low`,
+    `ci_high`), lines joining an architecture across the methods; crossing lines mean the point
+    ranking reverses, and overlapping intervals that the crossing may be noise. `own_panel`, a
+    method beyond the paper, gets a panel of its own after each table that has it, so that it is
+    never read as part of the paper's comparison."""
+    panels = []
+    for title, table in tables.items():
+        rows = table[(table["metric"] == metric) & table["mean"].notna()]
+        panels.append((title, rows[rows["method"].isin(PAPER_METHODS)], list(PAPER_METHODS)))
+        if own_panel and (rows["method"] == own_panel).any():
+            panels.append((f"{title}: {METHOD_LABELS.get(own_panel, own_panel)} (beyond the paper)",
+                           rows[rows["method"] == own_panel], [own_panel]))
+    widths = [len(methods) + 1.2 for _, _, methods in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.6 * sum(widths), 4.2), squeeze=False, facecolor="white",
+                             sharey=True, gridspec_kw={"width_ratios": widths})
+    archs = sorted(set().union(*(set(t["arch"]) for t in tables.values())))
+    palette = dict(zip(archs, sns.color_palette("deep")))
+    for ax, (title, rows, methods) in zip(axes[0], panels):
+        for offset, (arch, group) in enumerate(rows.groupby("arch")):
             group = group.set_index("method").reindex([m for m in methods if m in set(group["method"])])
-            position = [methods.index(m) for m in group.index]
-            ax.plot(position, group["mean"], "o-", color=palette[arch], lw=2)
-            ax.annotate(arch, (position[-1], group["mean"].iloc[-1]), xytext=(6, 0),
-                        textcoords="offset points", va="center", color=palette[arch], fontsize=9)
+            position = np.array([methods.index(m) for m in group.index]) + 0.06 * (offset - 1)
+            ax.plot(position, group["mean"], "o-", color=palette[arch], lw=2, label=arch)
+            if "ci_low" in group and group["ci_low"].notna().any():
+                ax.errorbar(position, group["mean"], yerr=[group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]],
+                            fmt="none", ecolor=palette[arch], elinewidth=1.2, capsize=3)
         if rows.empty:
             ax.text(0.5, 0.5, "no scored map:\nnothing to rank", transform=ax.transAxes, ha="center",
                     va="center", color="0.4")
         ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods])
-        ax.set_xlim(-0.3, max(len(methods), 2) - 0.3)
-        ax.set_title(title)
+        ax.set_xlim(-0.5, len(methods) - 0.5)
+        ax.set_title(title, fontsize=10)
         ax.set_ylabel(METRIC_LABELS[metric])
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=palette[a], marker="o", lw=2) for a in archs]
+    fig.legend(handles, archs, loc="lower center", ncol=len(archs), frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def plot_baselines(table: pd.DataFrame, metrics: Sequence[str] = ("overlap_iou", "adjusted_iou", "spatial_displacement",
+                                                                  "pattern_correlation", "rank_correlation")) -> Figure:
+    """Per metric, each cell's phase drift (dot, paired 95 % interval) beside its chance level
+    (shuffled pairs, cross) and its ceiling (the randomized model, triangle): where between
+    "the same image" and "another image" or "a broken model" the drift of fine-tuning sits."""
+    shown = [m for m in metrics if m in set(table["metric"])]
+    cells = list(dict.fromkeys(zip(table["method"], table["arch"])))
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.1 * len(shown), 0.42 * len(cells) + 1.6), squeeze=False,
+                             sharey=True, facecolor="white")
+    labels = [f"{METHOD_LABELS.get(m, m)} · {a}" for m, a in cells]
+    for ax, metric in zip(axes[0], shown):
+        rows = table[table["metric"] == metric].set_index(["method", "arch"]).reindex(cells)
+        y = np.arange(len(cells))
+        ax.errorbar(rows["phase"], y, xerr=[rows["phase"] - rows["ci_low"], rows["ci_high"] - rows["phase"]],
+                    fmt="o", color="C0", capsize=2, label="fine-tuning drift")
+        ax.plot(rows["chance"], y, "x", color="C3", ms=7, label="chance (shuffled pairs)")
+        if rows["ceiling"].notna().any():
+            ax.plot(rows["ceiling"], y, "^", color="0.35", ms=6, label="ceiling (randomized model)")
+        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].set_yticks(range(len(cells)), labels)
+    axes[0, 0].invert_yaxis()
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 

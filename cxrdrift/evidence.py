@@ -1,0 +1,146 @@
+"""The evidence the verdicts rest on: per-image drift with its chance level, under every setting
+the verdicts are checked against, for every training seed the run has.
+
+Stage: the compared epochs' maps -> `evidence.parquet`, one row per (setting, seed, method, arch,
+sample) with the metric suite (`metrics.SUITE_METRICS`), both maps' salient areas, and the chance
+level of each metric (`chance_<metric>`: the same metric between the image's earlier map and the
+later map of another image of its class, `baselines.shuffled_partners`, one draw for every cell
+and seed so that the baseline stays paired too).
+
+Settings: "main" (the run's threshold at the paper's layer), the IoU threshold at each of
+THRESHOLDS, a threshold-free overlap (the top k % of each map's pixels, TOP_SHARES), and the
+earlier layer when the run has one. Seeds: the main run and each replicate of `replicate_seeds`
+(`cxrdrift.replicates`) whose maps are there; every seed's own phase drift (its epoch-early map
+against its epoch-late map) of the main run's compared images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import baselines, metrics
+from .artifacts import RunPaths, is_current, stamp, write_parquet
+from .config import RunConfig
+from .drift import CHUNK, PAPER_DEPTH, class_weights, depths, epoch_maps, load_true_positives, mapped_samples
+
+MAIN = "main"
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+TOP_SHARES = (0.05, 0.10, 0.20)
+CHANCE_METRICS = ("spatial_displacement", "overlap_iou", "pattern_correlation", "rank_correlation",
+                  "adjusted_iou")
+COLUMNS = ["setting", "seed", "depth", "method", "arch", "sample_id", "label", *metrics.SUITE_METRICS,
+           *(f"chance_{name}" for name in CHANCE_METRICS), "area_early", "area_late"]
+
+
+def threshold_setting(threshold: float) -> str:
+    return f"τ = {threshold:g}"
+
+
+def top_setting(share: float) -> str:
+    return f"top {share:.0%} overlap"
+
+
+def depth_setting(depth: str) -> str:
+    from .cams import depth_label
+
+    return depth_label(depth)
+
+
+def seed_configs(config: RunConfig) -> list[RunConfig]:
+    """The main run and every replicate whose compared maps exist."""
+    from .replicates import replicate_config
+
+    replicas = [replicate_config(config, seed) for seed in config.replicate_seeds]
+    present = [r for r in replicas if all(RunPaths.of(r).cams(arch, epoch).exists()
+                                          for arch in config.architectures for epoch in config.compared_epochs)]
+    return [config, *present]
+
+
+def _inputs(config: RunConfig) -> list[Path]:
+    paths = [RunPaths.of(config).true_positives]
+    return paths + [RunPaths.of(c).cams(arch, epoch) for c in seed_configs(config)
+                    for arch in config.architectures for epoch in config.compared_epochs]
+
+
+def _setting_rows(early: np.ndarray, late: np.ndarray, partner_late: np.ndarray, threshold: float,
+                  depth: str) -> dict[str, dict[str, np.ndarray]]:
+    """Setting name -> columns, for one chunk of aligned maps (partner_late: the partners' later
+    maps, NaN where an image has no partner)."""
+    suite = metrics.drift_metrics(early, late, threshold)
+    chance = metrics.drift_metrics(early, partner_late, threshold)
+    base = {**suite, **{f"chance_{name}": chance[name] for name in CHANCE_METRICS},
+            "area_early": np.atleast_1d(metrics.salient_area(early, threshold)),
+            "area_late": np.atleast_1d(metrics.salient_area(late, threshold))}
+    if depth != PAPER_DEPTH:
+        return {depth_setting(depth): base}
+    settings = {MAIN: base}
+    for tau in THRESHOLDS:
+        settings[threshold_setting(tau)] = {**base, "overlap_iou": metrics.overlap_iou(early, late, tau),
+                                            "chance_overlap_iou": metrics.overlap_iou(early, partner_late, tau)}
+    for share in TOP_SHARES:
+        settings[top_setting(share)] = {**base, "overlap_iou": metrics.top_share_overlap(early, late, share),
+                                        "chance_overlap_iou": metrics.top_share_overlap(early, partner_late, share)}
+    return settings
+
+
+def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
+    """Write `evidence.parquet` (see the module docstring) and return it."""
+    paths = RunPaths.of(config)
+    expected = stamp(config, "evidence", _inputs(config))
+    if not force and is_current(paths.evidence, expected):
+        return pd.read_parquet(paths.evidence)
+    samples = mapped_samples(config)
+    partners = baselines.shuffled_partners(samples["label"].to_numpy(), config.seed)
+    partner_ids = samples["sample_id"].to_numpy()[np.maximum(partners, 0)]
+    parts = []
+    for run in seed_configs(config):
+        for depth in depths(config):
+            for arch in config.architectures:
+                for method in config.cam_methods:
+                    for start in range(0, len(samples), CHUNK):
+                        chunk = samples.iloc[start:start + CHUNK]
+                        early, late = (epoch_maps(run, arch, method, epoch, chunk["sample_id"], depth)
+                                       for epoch in config.compared_epochs)
+                        partner_late = epoch_maps(run, arch, method, config.late_epoch,
+                                                  partner_ids[start:start + CHUNK], depth)
+                        partner_late[partners[start:start + CHUNK] < 0] = np.nan
+                        for setting, columns in _setting_rows(early, late, partner_late, config.threshold,
+                                                              depth).items():
+                            parts.append(pd.DataFrame({"setting": setting, "seed": run.seed, "depth": depth,
+                                                       "method": method, "arch": arch,
+                                                       "sample_id": chunk["sample_id"].to_numpy(),
+                                                       "label": chunk["label"].to_numpy(), **columns}))
+    frame = pd.concat(parts, ignore_index=True)[COLUMNS] if parts else pd.DataFrame(columns=COLUMNS)
+    write_parquet(paths.evidence, frame, stamp=expected)
+    return frame
+
+
+def load_evidence(config: RunConfig, setting: str = MAIN) -> pd.DataFrame:
+    """evidence.parquet's rows of `setting` (None: every setting)."""
+    from .drift import DriftError
+
+    path = RunPaths.of(config).evidence
+    if not path.exists():
+        raise DriftError(f"{path} is missing: run the evidence stage (cxrdrift run) first")
+    frame = pd.read_parquet(path)
+    return frame if setting is None else frame[frame["setting"] == setting].reset_index(drop=True)
+
+
+def kept_count_weights(config: RunConfig) -> dict[str, float]:
+    """Inverse-frequency weights from the kept images' class counts (each class the same total
+    say among the compared images), the sensitivity row beside the whole-test-set weights."""
+    from .data import inverse_frequency_weights
+
+    tested = load_true_positives(config)
+    kept = tested.loc[tested["kept"], "label"].value_counts() if config.cam_samples == "true_positives" \
+        else tested["label"].value_counts()
+    if kept.empty:
+        return class_weights(config)
+    weights = inverse_frequency_weights({label: int(n) for label, n in kept.items()})
+    return {**{label: 0.0 for label in class_weights(config)}, **weights}
+
+
+__all__ = ["MAIN", "THRESHOLDS", "TOP_SHARES", "CHANCE_METRICS", "seed_configs", "run_evidence_stage",
+           "load_evidence", "kept_count_weights", "threshold_setting", "top_setting", "depth_setting"]

@@ -1,0 +1,186 @@
+"""What chapter 07 and `cxrdrift run` report: the five verdicts, their sensitivity to the study's
+free choices, every cell's drift between its chance level and its ceiling, and the common support.
+
+All of it reads `evidence.parquet` (and `randomization.parquet` for the ceiling); the rules are
+`cxrdrift.findings`'.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import findings, inference
+from .artifacts import RunPaths, write_csv
+from .config import RunConfig
+from .drift import METHOD_LABELS, METRIC_LABELS, PAPER_DEPTH, class_weights, load_compared_rows
+from .evidence import (MAIN, THRESHOLDS, TOP_SHARES, depth_setting, kept_count_weights, load_evidence,
+                       threshold_setting, top_setting)
+
+KEPT_WEIGHTS = "kept-count weights"
+COARSE_GRID = 3  # a map grid with fewer rows or columns than this cannot place much
+BASELINE_METRICS = ("spatial_displacement", "overlap_iou", "adjusted_iou", "pattern_correlation", "rank_correlation")
+
+
+def verdict_table(config: RunConfig, setting: str = MAIN, weights: dict[str, float] | None = None) -> pd.DataFrame:
+    """`findings.evaluate` on this run's evidence under `setting` (default the run's own)."""
+    return findings.evaluate(load_evidence(config, setting), weights or class_weights(config),
+                             config.bootstrap_samples, config.seed)
+
+
+def sensitivity_settings(config: RunConfig) -> list[str]:
+    """Every setting the verdicts are checked under besides the run's own."""
+    present = set(load_evidence(config, None)["setting"])
+    named = [threshold_setting(t) for t in THRESHOLDS] + [top_setting(s) for s in TOP_SHARES]
+    named += [depth_setting(d) for d in config.cam_layers if d != PAPER_DEPTH]
+    return [s for s in named if s in present] + [KEPT_WEIGHTS]
+
+
+def sensitivity_table(config: RunConfig) -> pd.DataFrame:
+    """Long: finding, setting, verdict, estimate, ci_low, ci_high, level, n_images for the run's
+    own setting ("this run") and every other setting of `sensitivity_settings`."""
+    parts = [verdict_table(config).assign(setting="this run")]
+    for setting in sensitivity_settings(config):
+        result = (verdict_table(config, MAIN, kept_count_weights(config)) if setting == KEPT_WEIGHTS
+                  else verdict_table(config, setting))
+        parts.append(result.assign(setting=setting))
+    return pd.concat(parts, ignore_index=True)[["finding", "setting", "verdict", "estimate", "ci_low", "ci_high",
+                                                "level", "n_images"]]
+
+
+def holds_in(sensitivity: pd.DataFrame) -> pd.DataFrame:
+    """Per finding: the run's verdict and in how many other settings the same verdict comes out."""
+    rows = []
+    for finding, group in sensitivity.groupby("finding", sort=False):
+        own = group.loc[group["setting"] == "this run", "verdict"].iloc[0]
+        others = group[group["setting"] != "this run"]
+        rows.append({"finding": finding, "verdict": own,
+                     "holds in": f"{int((others['verdict'] == own).sum())} of {len(others)} settings",
+                     "other outcomes": ", ".join(f"{o} ({n})" for o, n in
+                                                 others.loc[others["verdict"] != own, "verdict"].value_counts().items())
+                                       or "none"})
+    return pd.DataFrame(rows)
+
+
+def interaction_table(config: RunConfig, level: float = 0.95) -> pd.DataFrame:
+    """Finding 3's parts on the common support: IoU(InceptionV3) − IoU(DenseNet201) under each of
+    the paper's methods and their difference (the interaction), each with its paired interval."""
+    frame = load_evidence(config)
+    support = inference.common_support(frame, findings.CELLS, ["overlap_iou"])
+    weights = class_weights(config)
+    point = inference.point_moments(support, weights)
+    boots = inference.bootstrap_moments(support, weights, config.bootstrap_samples, config.seed)
+    parts = {f"IoU({findings.INCEPTION}) − IoU({findings.DENSENET}), {METHOD_LABELS[m]}":
+             (lambda moments, m=m: findings.pair_difference(moments, m)) for m in findings.METHODS}
+    parts["interaction: LayerCAM difference − Grad-CAM++ difference"] = findings.interaction
+    rows = []
+    for name, statistic in parts.items():
+        low, high = inference.percentile_interval(statistic(boots), level)
+        rows.append({"quantity": name, "estimate": round(float(statistic(point)), 4),
+                     f"{level:.0%} interval": f"[{low:.3f}, {high:.3f}]"})
+    return pd.DataFrame(rows)
+
+
+def slope_table(baselines: pd.DataFrame) -> pd.DataFrame:
+    """`baseline_table`'s phase drift in Table 3's long shape (method, arch, metric, mean, ci_low,
+    ci_high), for the slope charts."""
+    return baselines.rename(columns={"phase": "mean"})[["method", "arch", "metric", "mean", "ci_low", "ci_high"]]
+
+
+def _support(config: RunConfig, frame: pd.DataFrame) -> inference.Support:
+    cells = [c for c in findings.CELLS if c in set(map(tuple, frame[["method", "arch"]].to_numpy()))]
+    return inference.common_support(frame, cells, ["overlap_iou", "spatial_displacement"])
+
+
+def grid_of(config: RunConfig, arch: str, method: str, depth: str = PAPER_DEPTH) -> tuple[int, int]:
+    """(rows, columns) of the raw maps `arch` and `method` give at `depth`."""
+    from .cams import load_cams
+
+    return tuple(int(n) for n in load_cams(config, arch, config.late_epoch, depth)[method].shape[1:3])
+
+
+def support_table(config: RunConfig) -> pd.DataFrame:
+    """Per cell of the paper's methods: images mapped, scored in this cell, lost because another
+    cell could not score them, common to every cell, and the grid its maps come from."""
+    frame = load_evidence(config)
+    if frame.empty:
+        return pd.DataFrame(columns=["method", "arch", "mapped", "scored", "lost_to_other_cells", "common",
+                                     "grid", "coarse"])
+    table = _support(config, frame).counts.copy()
+    table["grid"] = [("{}x{}".format(*grid_of(config, a, m))) for m, a in zip(table["method"], table["arch"])]
+    table["coarse"] = [min(grid_of(config, a, m)) < COARSE_GRID for m, a in zip(table["method"], table["arch"])]
+    return table.assign(method=table["method"].map(METHOD_LABELS))
+
+
+def baseline_table(config: RunConfig) -> pd.DataFrame:
+    """Per method, architecture and metric, on the common support (Grad-CAM on the same images):
+    phase drift with its paired bootstrap interval, the chance level (shuffled pairs), the
+    ceiling (the randomized late model, when the run has it), and both maps' salient areas."""
+    frame = load_evidence(config)
+    support = _support(config, frame) if len(frame) else None
+    if support is None or not support.n_images:
+        return pd.DataFrame(columns=["method", "arch", "metric", "phase", "ci_low", "ci_high", "chance", "ceiling",
+                                     "area_early", "area_late"])
+    frame = frame[frame["sample_id"].isin(set(support.sample_ids))]
+    weights = class_weights(config)
+    ceiling = load_compared_rows(config, RunPaths.of(config).randomization)
+    measures = [*BASELINE_METRICS, *(f"chance_{m}" for m in BASELINE_METRICS), "area_early", "area_late"]
+    cells = list(dict.fromkeys(map(tuple, frame[["method", "arch"]].to_numpy())))
+    cell_support = inference.common_support(frame, cells, measures, required=[])
+    point = inference.point_moments(cell_support, weights)
+    boots = inference.bootstrap_moments(cell_support, weights, config.bootstrap_samples, config.seed)
+    rows = []
+    for method, arch in cells:
+        for metric in BASELINE_METRICS:
+            low, high = inference.percentile_interval(boots.mean(method, arch, metric), 0.95)
+            row = {"method": method, "arch": arch, "metric": metric,
+                   "phase": float(point.mean(method, arch, metric)), "ci_low": low, "ci_high": high,
+                   "chance": float(point.mean(method, arch, f"chance_{metric}")), "ceiling": np.nan,
+                   "area_early": float(point.mean(method, arch, "area_early")),
+                   "area_late": float(point.mean(method, arch, "area_late"))}
+            if ceiling is not None and metric in ceiling.columns:
+                rows_ceiling = ceiling[(ceiling["method"] == method) & (ceiling["arch"] == arch)
+                                       & ceiling["sample_id"].isin(set(support.sample_ids))]
+                row["ceiling"] = _weighted_mean(rows_ceiling, metric, weights)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _weighted_mean(frame: pd.DataFrame, metric: str, weights: dict[str, float]) -> float:
+    from .metrics import weighted_summary
+
+    mean, _ = weighted_summary(frame[metric].to_numpy(), frame["label"].to_numpy(), weights)
+    return mean
+
+
+def baseline_table_wide(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """One row per (method, architecture), one 'phase [low, high] · chance · ceiling' column per metric."""
+    def cell(row: pd.Series) -> str:
+        text = f"{row['phase']:.{digits}f} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
+        text += f" · chance {row['chance']:.{digits}f}"
+        return text + (f" · ceiling {row['ceiling']:.{digits}f}" if pd.notna(row["ceiling"]) else "")
+
+    wide = table.assign(cell=table.apply(cell, axis=1)).pivot_table(
+        index=["method", "arch"], columns="metric", values="cell", aggfunc="first", sort=False)
+    wide = wide[[m for m in BASELINE_METRICS if m in wide.columns]].rename(columns=METRIC_LABELS)
+    areas = table.drop_duplicates(["method", "arch"]).set_index(["method", "arch"])
+    wide["salient area (early / late)"] = [f"{areas.loc[i, 'area_early']:.2f} / {areas.loc[i, 'area_late']:.2f}"
+                                           for i in wide.index]
+    wide.index = wide.index.set_names(["Method", "Architecture"])
+    wide = wide.rename(index=METHOD_LABELS, level="Method")
+    wide.columns.name = None
+    return wide
+
+
+def write_verdicts(config: RunConfig) -> pd.DataFrame:
+    """Write tables/verdicts.csv, tables/sensitivity.csv, tables/baselines.csv; return the verdicts."""
+    tables = RunPaths.of(config).tables
+    result = verdict_table(config)
+    write_csv(tables / "verdicts.csv", result)
+    write_csv(tables / "sensitivity.csv", sensitivity_table(config))
+    write_csv(tables / "baselines.csv", baseline_table(config))
+    return result
+
+
+__all__ = ["KEPT_WEIGHTS", "COARSE_GRID", "BASELINE_METRICS", "verdict_table", "sensitivity_settings",
+           "sensitivity_table", "holds_in", "interaction_table", "slope_table", "support_table", "baseline_table", "baseline_table_wide", "grid_of",
+           "write_verdicts"]
