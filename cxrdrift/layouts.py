@@ -169,45 +169,45 @@ def _scan_class(folder: Path, label: str, split: str, root: Path, scan: Scan) ->
     """Records of one class folder: its images (never its lung masks), lung masks paired by name."""
     problems = scan.problems
     subdirs = {d.name.lower(): d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")}
-    masks_dir = subdirs.get(CLASS_MASKS_DIR)
-    images_dir = subdirs.get(CLASS_IMAGES_DIR)
-    masks = {}
-    if masks_dir is not None:
-        masks = {relative(p, masks_dir): p for p in _files(masks_dir, problems, root) if is_image(p)}
+    masks_dir, images_dir = subdirs.get(CLASS_MASKS_DIR), subdirs.get(CLASS_IMAGES_DIR)
+    # paired by name without suffix: a mask may be a PNG of a JPEG image
+    masks: dict[str, Path] = {}  # name inside masks/ -> file
+    to_pair: dict[str, str] = {}  # name inside images/ -> sample id
     found: dict[Path, int] = defaultdict(int)
-    unmasked: list[str] = []
-    paired: set[str] = set()
     for path in _files(folder, problems, root):
-        rel = relative(path, root)
         if masks_dir is not None and path.is_relative_to(masks_dir):
+            if is_image(path):
+                masks[relative(path.with_suffix(""), masks_dir)] = path
             continue
+        rel = relative(path, root)
         if not is_image(path):
             problems.append(Problem("warning", f"not an image file (ignored): {rel}", (str(path),)))
             continue
-        record = {"sample_id": rel, "path": str(path.resolve()), "label": label, "split": split}
-        scan.records.append(record)
+        scan.records.append({"sample_id": rel, "path": str(path.resolve()), "label": label, "split": split})
         top = folder / path.relative_to(folder).parts[0]
         if top != path and top != images_dir:
             found[top] += 1
-        if masks_dir is not None and images_dir is not None and path.is_relative_to(images_dir):
-            mask = masks.get(relative(path, images_dir))
-            if mask is None:
-                unmasked.append(rel)
-            else:
-                paired.add(relative(path, images_dir))
-                scan.lung_masks[rel] = str(mask.resolve())
+        if images_dir is not None and path.is_relative_to(images_dir):
+            to_pair[relative(path.with_suffix(""), images_dir)] = rel
     for sub, n in found.items():
         problems.append(Problem("warning", f"class folder {relative(folder, root)}/ has a subfolder "
                                 f"{sub.name}/ whose {n} image(s) are counted as {label!r}; move them up "
                                 "or out if they are not radiographs of that class", (str(sub),)))
-    if masks_dir is not None and images_dir is None:
+    if masks_dir is None:
+        return
+    if images_dir is None:
         problems.append(Problem("warning", f"class folder {relative(folder, root)}/ has {masks_dir.name}/ but no "
                                 f"{CLASS_IMAGES_DIR}/ beside it: its {len(masks)} mask(s) are not counted as images "
                                 "and pair with none", (str(masks_dir),)))
+        return
+    for name, sample_id in to_pair.items():
+        if name in masks:
+            scan.lung_masks[sample_id] = str(masks[name].resolve())
+    unmasked = [sample_id for name, sample_id in to_pair.items() if name not in masks]
     if unmasked:
         problems.append(Problem("warning", f"{len(unmasked)} image(s) in {relative(images_dir, root)}/ have no "
                                 f"lung mask of the same name in {masks_dir.name}/", tuple(unmasked)))
-    orphans = sorted(set(masks) - paired) if images_dir is not None and masks_dir is not None else []
+    orphans = sorted(set(masks) - set(to_pair))
     if orphans:
         problems.append(Problem("warning", f"{len(orphans)} lung mask(s) in {relative(masks_dir, root)}/ have no "
                                 f"image of the same name in {images_dir.name}/ (ignored)",

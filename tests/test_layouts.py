@@ -83,8 +83,12 @@ def test_masks_without_images_and_stray_subfolders_are_named(tmp_path):
 def test_unpaired_images_and_masks(tmp_path):
     root = radiography_tree(tmp_path / "rd")
     (root / "train" / "COVID" / "masks" / "COVID-1.png").unlink()
+    (root / "train" / "COVID" / "images" / "COVID-2.png").rename(root / "train" / "COVID" / "images" / "COVID-2.jpg")
     write_image(root / "train" / "COVID" / "masks" / "COVID-9.png", 3, SIDE)
-    warnings = problems(data.check(root, class_map="Viral Pneumonia=Pneumonia"), "warning")
+    report = data.check(root, class_map="Viral Pneumonia=Pneumonia")
+    assert data.load_index(root, "Viral Pneumonia=Pneumonia").lung_mask_path("train/COVID/images/COVID-2.jpg") == \
+        (root / "train/COVID/masks/COVID-2.png").resolve()  # paired by name without suffix
+    warnings = problems(report, "warning")
     assert warnings == ["1 image(s) in train/COVID/images/ have no lung mask of the same name in masks/",
                         "1 lung mask(s) in train/COVID/masks/ have no image of the same name in images/ (ignored)"]
 
