@@ -119,7 +119,7 @@ def _maps_and_logits(passes: Mapping[str, FusedCamPass], images: np.ndarray, cla
             {"before": early_logits, "after": late_logits}, explained)
 
 
-def _stream(passes: Mapping[str, FusedCamPass], ceiling: FusedCamPass | None, frame: pd.DataFrame,
+def stream_maps(passes: Mapping[str, FusedCamPass], ceiling: FusedCamPass | None, frame: pd.DataFrame,
             preprocess, size: int, target: str, settings: AuditSettings) -> dict[str, Any]:
     """One streamed pass: raw maps, logits and explained classes of every image, the ceiling's
     raw maps of the first `ceiling_images`."""
@@ -295,7 +295,7 @@ def run_audit(before: str | Path, after: str | Path, data_dir: str | Path, out: 
                      if settings.ceiling_images else None)
     ceiling = (FusedCamPass(ceiling_model, path, features=audit_models.feature_model(ceiling_model, path))
                if ceiling_model is not None else None)
-    streamed = _stream(passes, ceiling, frame, transform, size, target, settings)
+    streamed = stream_maps(passes, ceiling, frame, transform, size, target, settings)
 
     frame["explained"] = np.asarray(images.classes)[streamed["explained"]]
     for role in ("before", "after"):
@@ -426,6 +426,24 @@ def study_agreement(config: RunConfig, arch: str, result: AuditResult) -> pd.Dat
     return pd.DataFrame(rows, columns=["method", "metric", "images", "max |audit − study|", "NaN in one only"])
 
 
+def command_line(summary: Mapping[str, Any]) -> str:
+    """The `cxrdrift audit` command that repeats an audit (settings that differ from the defaults)."""
+    import shlex
+
+    defaults = dataclasses.asdict(AuditSettings())
+    parts = ["cxrdrift", "audit", "--before", summary["before"], "--after", summary["after"], "--data-dir",
+             summary["data_dir"], "--split", summary["split"], "--layer", summary["layer"], "--target",
+             summary["target"], "--preprocess", summary["preprocess"]]
+    if summary["class_order"] == audit_data.GIVEN_ORDER:
+        parts += ["--classes", ",".join(summary["classes"])]
+    for name, value in summary["settings"].items():
+        value = ",".join(value) if isinstance(value, (list, tuple)) else value
+        default = defaults[name]
+        if value != (",".join(default) if isinstance(default, tuple) else default):
+            parts += ["-p", name, str(value).lower() if isinstance(value, bool) else str(value)]
+    return " ".join(shlex.quote(str(part)) for part in parts)
+
+
 def describe(result: AuditResult) -> str:
     """What the audit found, in a few lines for the terminal."""
     summary = result.summary
@@ -461,6 +479,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["AuditError", "AuditSettings", "AuditResult", "TARGETS", "EXIT_GATE", "run_audit", "study_audit", "study_agreement", "describe",
+__all__ = ["AuditError", "AuditSettings", "AuditResult", "TARGETS", "EXIT_GATE", "run_audit", "study_audit", "study_agreement", "command_line", "describe",
            "parse_condition",
            "failed_conditions", "flat_statistics", "inverse_frequency", "drift_beyond_chance", "analysed_group"]

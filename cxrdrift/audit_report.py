@@ -218,6 +218,13 @@ def render_html(notebook: Mapping[str, Any], title: str) -> str:
             f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
+def iframe(out: str | Path, height: str = "60rem") -> str:
+    """The audit's report.html embedded whole in an <iframe srcdoc> (it loads nothing itself)."""
+    page = (Path(out) / "report.html").read_text()
+    return (f'<div class="audit-report"><iframe title="audit report" srcdoc="{html.escape(page, quote=True)}" '
+            f'style="width:100%;height:{height};border:1px solid #ccc"></iframe></div>')
+
+
 def write_report(out: str | Path) -> Path:
     """Execute the audit notebook on `out` with papermill and write `<out>/report.html`."""
     import nbformat
@@ -247,4 +254,4 @@ def write_report(out: str | Path) -> Path:
 
 __all__ = ["AuditReportError", "load_audit", "mapping_table", "predictive_table", "groups_table", "drift_table",
            "review_table", "settings_table", "plot_scale", "plot_review", "save", "notebook_source",
-           "render_html", "write_report"]
+           "render_html", "iframe", "write_report"]

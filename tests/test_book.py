@@ -229,12 +229,12 @@ def test_protocol_page_lists_every_assumption_with_its_default():
         assert json.loads(match.group(1)) == json.loads(row["default"]), row["field"]
 
 
-def test_toc_lists_intro_protocol_and_the_eight_chapters():
+def test_toc_lists_intro_protocol_and_the_nine_chapters():
     names = book.toc_files(REPO)
     assert names[:2] == ["book/intro", "book/protocol"]
     chapters = [n.removeprefix("book/chapters/") for n in names if n.startswith("book/chapters/")]
     assert chapters == ["01_data", "02_training", "03_true_positive_filtering", "04_layercam",
-                        "05_gradcampp", "06_drift", "07_discussion", "08_beyond"]
+                        "05_gradcampp", "06_drift", "07_discussion", "08_beyond", "09_audit"]
     config = (REPO / "_config.yml").read_text()
     assert 'execute_notebooks: "off"' in config and "only_build_toc_files: true" in config
 

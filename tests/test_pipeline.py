@@ -45,7 +45,7 @@ def test_every_chapter_is_executed_without_errors(smoke_book):
     root, _, _ = smoke_book
     executed = chapters(root)
     assert [p.stem for p in executed] == sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.md"))
-    assert len(executed) == 8
+    assert len(executed) == 9
     for path in executed:
         notebook = nbformat.read(path, as_version=4)
         errors = [output for cell in notebook.cells if cell.cell_type == "code"
