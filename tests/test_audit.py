@@ -28,12 +28,12 @@ def base_model() -> keras.Model:
     return keras.Model(inputs, x, name="base")
 
 
-def nested_sequential(seed: int) -> keras.Model:
+def nested_sequential(seed: int, head: str = "head") -> keras.Model:
     """The transfer-learning pattern: the base as one layer inside a Sequential model."""
     keras.utils.set_random_seed(seed)
     return keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Rescaling(1 / 255.0, name="scale"),
                              base_model(), keras.layers.GlobalAveragePooling2D(name="pool"),
-                             keras.layers.Dense(len(CLASSES), name="head")], name="classifier")
+                             keras.layers.Dense(len(CLASSES), name=head)], name="classifier")
 
 
 def write_images(folder: Path, count: int, seed: int) -> None:
@@ -59,10 +59,15 @@ def files(tmp_path_factory) -> dict[str, Path]:
     other = keras.Sequential([keras.Input((SIZE, SIZE, 3)), base_model(), keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(4)])
     other.save(root / "four_classes.keras")
+    wider = keras.Sequential([keras.Input((SIZE + 8, SIZE + 8, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(len(CLASSES))])
+    wider.save(root / "wider_input.keras")
+    nested_sequential(0, head="classifier_head").save(root / "renamed.keras")  # same shapes, other names
     (root / "notes.keras").write_text("not a model")
     write_images(root / "flat", 5, 9)
     return {"root": root, "data": data, "before": root / "before.keras", "after": root / "after.keras",
-            "four": root / "four_classes.keras", "junk": root / "notes.keras", "flat": root / "flat"}
+            "four": root / "four_classes.keras", "junk": root / "notes.keras", "flat": root / "flat",
+            "wider": root / "wider_input.keras", "renamed": root / "renamed.keras"}
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +172,8 @@ def test_gate_exit_codes_and_messages(files, audited, capsys) -> None:
     ({"--before": "{junk}"}, [], "cannot be loaded as a Keras model"),
     ({"--before": "{root}/missing.keras"}, [], "does not exist"),
     ({"--before": "{four}"}, [], "different classes: 4 outputs before, 3 after"),
+    ({"--before": "{wider}"}, [], "different input sizes: (32, 32, 3) before, (24, 24, 3) after"),
+    ({"--before": "{renamed}"}, [], "differ in their layers: classifier_head (Dense) before, head (Dense) after"),
     ({}, ["--layer", "pool"], "not a spatial map larger than 1x1; name one of the last spatial layers: scale, base/c1"),
     ({}, ["--layer", "base/c3"], "no layer 'base/c3'; close names: base/c2, base/c1"),
     ({}, ["--classes", "cat,dog"], "models have 3 outputs"),
