@@ -121,7 +121,7 @@ def decoded_png(path: str | Path) -> Path:
         raise DicomError(f"DICOM {path} {exc}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{key}.{os.getpid()}.tmp")
-    Image.fromarray(pixels).save(temporary, format="PNG")
+    Image.fromarray(pixels).save(temporary, format="PNG", compress_level=1)  # written once, read often: speed
     os.replace(temporary, target)
     return target
 
