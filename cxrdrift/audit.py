@@ -66,9 +66,11 @@ class AuditSettings:
             raise AuditError(f"flag_metric={self.flag_metric!r}; choose one of {', '.join(metrics.SUITE_METRICS)}")
         if not 0.0 < self.threshold <= 1.0:
             raise AuditError(f"threshold={self.threshold} must lie in (0, 1]")
-        for name in ("batch_size", "ceiling_images", "review", "n_boot"):
-            if getattr(self, name) < (0 if name in ("n_boot", "ceiling_images", "review") else 1):
-                raise AuditError(f"{name}={getattr(self, name)} is out of range")
+        if self.batch_size < 1:
+            raise AuditError(f"batch_size={self.batch_size} must be at least 1")
+        negative = [name for name in ("n_boot", "ceiling_images", "review") if getattr(self, name) < 0]
+        if negative:
+            raise AuditError(f"{negative[0]}={getattr(self, negative[0])} must not be negative")
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[tuple[str, str]]) -> "AuditSettings":
@@ -193,7 +195,7 @@ def _predictive(labels: np.ndarray, logits: np.ndarray, classes: Sequence[str]) 
     return {name: scores[name] for name in ("accuracy", "auc", "f1")}
 
 
-def _groups(frame: pd.DataFrame, labelled: bool) -> pd.Series:
+def _groups(frame: pd.DataFrame, labelled: bool) -> np.ndarray:
     if not labelled:
         return np.where(frame["pred_before"] == frame["pred_after"], "same prediction", "changed prediction")
     right_before = frame["pred_before"] == frame["label_index"]
