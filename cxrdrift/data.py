@@ -187,6 +187,8 @@ def _inspect_image(path: str) -> tuple[str | None, str | None, tuple[int, int]]:
         data = Path(path).read_bytes()
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})", (0, 0)
+    if not data:
+        return None, "is empty (0 bytes)", (0, 0)
     if dicom.is_dicom(path):
         try:
             pixels = dicom.read(data)

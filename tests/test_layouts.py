@@ -136,6 +136,8 @@ def test_broken_link_and_unreadable_file_are_named(tmp_path):
         "restore the target or remove the link"]
     assert report.errors[0].paths == (str(link),)
     assert report.counts.loc["train", "Normal"] == 2 and report.counts.loc["val", "Tuberculosis"] == 3
+    (root / "test" / "TB" / "empty.png").write_bytes(b"")
+    assert "unreadable image test/TB/empty.png: is empty (0 bytes)" in problems(data.check(root), "error")
     if os.geteuid() != 0:  # root reads everything
         (root / "test" / "TB" / "img_0.png").chmod(0)
         assert "unreadable image test/TB/img_0.png: cannot be read (Permission denied)" in \
