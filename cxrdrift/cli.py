@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--test", type=int, default=400, help="test images (default 400)")
     synth.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--lung-masks", action="store_true",
+                       help="also write the lung fields as masks (lung_masks/<split>/<class>/<id>.png)")
     check = data_commands.add_parser("check", help="validate a dataset folder or manifest",
                                      description="Print split x class counts and every problem found; "
                                                  "exit status 1 when the dataset cannot be used.")
@@ -155,7 +157,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
         from . import synth
 
         out = synth.generate_dataset(args.out, {"train": args.train, "val": args.val, "test": args.test},
-                                     size=args.size, seed=args.seed)
+                                     size=args.size, seed=args.seed, lungs=args.lung_masks)
         print(f"synthetic dataset written to {out}")
         return 0
     if args.data_command == "split":

@@ -180,9 +180,11 @@ def test_class_map_in_a_manifest_and_a_run_config(tmp_path):
 
 
 def test_synthetic_lung_masks(tmp_path):
-    from cxrdrift.synth import generate_dataset
+    from cxrdrift import cli
 
-    root = generate_dataset(tmp_path / "syn", {"train": 5, "val": 5, "test": 5}, size=32, seed=0, lungs=True)
+    root = tmp_path / "syn"
+    assert cli.main(["data", "synth", str(root), "--train", "5", "--val", "5", "--test", "5", "--size", "32",
+                     "--lung-masks"]) == 0
     index = data.load_index(root)
     assert len(index.lung_masks) == 15
     sample = index.split("test")["sample_id"].iloc[0]
