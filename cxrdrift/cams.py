@@ -88,9 +88,15 @@ def gradcampp_map(activations: tf.Tensor, gradients: tf.Tensor, alpha_norm: bool
     return _weighted_sum(weights, activations)
 
 
+# Grad-CAM++ under the other alpha convention than the run's, from the same pass: the CAM stage
+# stores it beside the run's maps so that the verdicts can be checked under both conventions.
+OTHER_ALPHA = "gradcampp_other_alpha"
+ENGINE_METHODS = (*CAM_METHODS, OTHER_ALPHA)
+
+
 def _method(name: str, alpha_norm: bool) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    if name == "gradcampp":
-        return functools.partial(gradcampp_map, alpha_norm=alpha_norm)
+    if name in ("gradcampp", OTHER_ALPHA):
+        return functools.partial(gradcampp_map, alpha_norm=alpha_norm == (name == "gradcampp"))
     return {"gradcam": gradcam_map, "layercam": layercam_map}[name]
 
 
@@ -230,7 +236,7 @@ def fused_pass(model: keras.Model, layer_names: str | Sequence[str]) -> FusedCam
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
-    unknown = [m for m in methods if m not in CAM_METHODS]
+    unknown = [m for m in methods if m not in ENGINE_METHODS]
     if unknown or not methods:
         raise CamError(f"unknown CAM method {unknown[0] if unknown else '(none given)'!r}; "
                        f"choose from {', '.join(CAM_METHODS)}")
@@ -392,7 +398,7 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
             if not weights.exists():
                 raise CamError(f"checkpoint {weights} is missing: train {arch} before the CAM stage")
             expected = stamp(config, "cams", [weights], arch=arch, epoch=epoch, layers=list(layers.values()),
-                             images=images)
+                             images=images, methods=list(stored_methods(config)))
             if not force and is_current(target, expected):
                 continue
             if model is None:
@@ -403,13 +409,19 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
                                         with_labels=True)
             batches = tqdm(dataset.as_numpy_iterator(), desc=f"CAMs {arch} epoch {epoch}",
                            total=-(-len(samples) // config.cam_batch_size), unit="batch")
-            maps = fused_pass(model, tuple(layers.values())).run_layers(batches, config.cam_methods,
+            maps = fused_pass(model, tuple(layers.values())).run_layers(batches, stored_methods(config),
                                                                         config.alpha_norm)
             write_npz(target, {"sample_id": sample_ids,
                                "layers": np.array(list(layers.values())), "depths": np.array(list(layers)),
                                **{map_key(method, layer, arch): array for layer, per_method in maps.items()
                                   for method, array in per_method.items()}}, stamp=expected)
     return written
+
+
+def stored_methods(config: RunConfig) -> tuple[str, ...]:
+    """The methods a CAM file holds: the run's, and Grad-CAM++ under the other alpha convention
+    when the run has Grad-CAM++."""
+    return (*config.cam_methods, *((OTHER_ALPHA,) if "gradcampp" in config.cam_methods else ()))
 
 
 def load_cams(config: RunConfig, arch: str, epoch: int, depth: str = PAPER_DEPTH) -> dict[str, np.ndarray]:
@@ -424,7 +436,7 @@ def load_cams(config: RunConfig, arch: str, epoch: int, depth: str = PAPER_DEPTH
     if layer not in held:
         raise CamError(f"{path} holds maps at {', '.join(held)}, not at {layer} ({depth!r}): add "
                        f"{depth!r} to cam_layers and rerun the CAM stage")
-    maps = {method: arrays[map_key(method, layer, arch)] for method in CAM_METHODS
+    maps = {method: arrays[map_key(method, layer, arch)] for method in ENGINE_METHODS
             if map_key(method, layer, arch) in arrays}
     return {"sample_id": arrays["sample_id"], **maps}
 

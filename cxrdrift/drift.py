@@ -370,17 +370,39 @@ class RankingUncertainty:
     compared samples are resampled."""
 
     orders: pd.DataFrame          # method, order ("A > B > C"), probability; most likely first
-    reversal_probability: float   # NaN when there was too little to resample
+    reversal_probability: float   # any pair swapped between methods; NaN with too little to resample
     n_boot: int
     n_samples: int                # compared images with at least one scored map
+    metric: str = "overlap_iou"
+
+    def paper_order_probability(self, method: str) -> float:
+        """Share of the resamples giving the paper's full order under `method` for this metric (NaN
+        where the paper's order is unknown: a method or metric it lacks, a sign its text lost)."""
+        from .reported import paper_table3
+
+        paper = paper_table3()
+        cells = paper[(paper["method"] == method) & (paper["metric"] == self.metric)]
+        if (cells.empty or not cells["sign_known"].all() or self.n_samples < metrics.MIN_BOOTSTRAP
+                or "method" not in self.orders):
+            return float("nan")
+        order = " > ".join(cells.sort_values("mean", ascending=False)["arch"])
+        ours = self.orders[self.orders["method"] == method]
+        if ours.empty or any(set(o.split(" > ")) != set(cells["arch"]) for o in ours["order"]):
+            return float("nan")  # this run does not rank the paper's three architectures
+        return float(ours.loc[ours["order"] == order, "probability"].sum())
 
     def describe(self) -> str:
-        """One sentence: how often the resamples reverse the ranking, or why it was not tested."""
+        """One sentence: how often the resamples give the paper's order under each of its methods
+        (and how often any pair swaps between methods), or why it was not tested."""
         if self.n_samples < metrics.MIN_BOOTSTRAP:
             return (f"Not testable: {self.n_samples} compared image{'s' if self.n_samples != 1 else ''} "
                     f"with a scored map, fewer than the {metrics.MIN_BOOTSTRAP} a bootstrap needs.")
-        return (f"{self.n_boot} paired bootstrap resamples of {self.n_samples} images: a reversal between "
-                f"methods in {self.reversal_probability:.0%} of them.")
+        methods = [m for m in PAPER_METHODS if m in set(self.orders.get("method", ()))]
+        paper = [f"the paper's {METHOD_LABELS.get(m, m)} order in {p:.0%}" for m in methods
+                 if np.isfinite(p := self.paper_order_probability(m))]
+        return (f"{self.n_boot} paired bootstrap resamples of {self.n_samples} images: "
+                + (", ".join(paper) + "; " if paper else "")
+                + f"some pair of architectures ordered differently by two methods in {self.reversal_probability:.0%}.")
 
 
 def _resampled_means(values: np.ndarray, weights: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -408,7 +430,7 @@ def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: 
     n_scored = int(values.notna().any(axis=1).sum())
     if n_scored < metrics.MIN_BOOTSTRAP:
         return RankingUncertainty(pd.DataFrame(columns=["method", "order", "probability"]), float("nan"),
-                                  n_boot, n_scored)
+                                  n_boot, n_scored, metric)
     labels = values.index.get_level_values("label").to_numpy()
     sample_weight = np.array([weights[label] for label in labels])
     rng = np.random.default_rng(seed)
@@ -431,7 +453,7 @@ def ranking_uncertainty(drift: pd.DataFrame, weights: dict[str, float], n_boot: 
     table = pd.DataFrame([{"method": method, "order": order, "probability": n / n_boot}
                           for (method, order), n in counts.items()])
     table = table.sort_values(["method", "probability"], ascending=[True, False], kind="stable")
-    return RankingUncertainty(table.reset_index(drop=True), reversals / n_boot, n_boot, n_scored)
+    return RankingUncertainty(table.reset_index(drop=True), reversals / n_boot, n_boot, n_scored, metric)
 
 
 PAPER_METHODS = ("layercam", "gradcampp")
@@ -501,7 +523,8 @@ class DepthRanking:
     metric: str
 
     def table(self) -> pd.DataFrame:
-        """depth, paper_layer, method, order, reversal between methods, P(reversal) in resamples."""
+        """depth, paper_layer, method, order, reversal between methods, and in the resamples the
+        share with the paper's order under that method and with any pair swapped between methods."""
         rows = []
         for depth, reversal in self.reversals.items():
             testable = sum(len(order) >= 2 for order in reversal.orders.values()) >= 2
@@ -509,8 +532,10 @@ class DepthRanking:
                 rows.append({"depth": depth, "paper_layer": depth == PAPER_DEPTH, "method": method,
                              "order": " > ".join(order) or "none scored",
                              "reversal": reversal.reversed if testable else None,
-                             "P(reversal)": self.uncertainties[depth].reversal_probability})
-        return pd.DataFrame(rows, columns=["depth", "paper_layer", "method", "order", "reversal", "P(reversal)"])
+                             "P(paper's order)": self.uncertainties[depth].paper_order_probability(method),
+                             "P(any pair swaps)": self.uncertainties[depth].reversal_probability})
+        return pd.DataFrame(rows, columns=["depth", "paper_layer", "method", "order", "reversal", "P(paper's order)",
+                                           "P(any pair swaps)"])
 
     def changed_orders(self) -> list[str]:
         """Methods whose order of architectures (two or more scored) differs between two depths."""

@@ -8,8 +8,9 @@ later map of another image of its class, `baselines.shuffled_partners`, one draw
 and seed so that the baseline stays paired too).
 
 Settings: "main" (the run's threshold at the paper's layer), the IoU threshold at each of
-THRESHOLDS, a threshold-free overlap (the top k % of each map's pixels, TOP_SHARES), and the
-earlier layer when the run has one. Seeds: the main run and each replicate of `replicate_seeds`
+THRESHOLDS, a threshold-free overlap (the top k % of each map's pixels, TOP_SHARES), Grad-CAM++
+under the other alpha convention (`alpha_setting`; the CAM stage stores both), and the earlier
+layer when the run has one. Seeds: the main run and each replicate of `replicate_seeds`
 (`cxrdrift.replicates`) whose maps are there; every seed's own phase drift (its epoch-early map
 against its epoch-late map) of the main run's compared images.
 """
@@ -23,6 +24,7 @@ import pandas as pd
 from . import baselines, metrics
 from .artifacts import RunPaths, is_current, stamp, write_parquet
 from .config import RunConfig
+from .cams import OTHER_ALPHA
 from .drift import CHUNK, PAPER_DEPTH, class_weights, depths, epoch_maps, load_true_positives, mapped_samples
 
 MAIN = "main"
@@ -64,15 +66,26 @@ def _inputs(config: RunConfig) -> list[Path]:
                     for arch in config.architectures for epoch in config.compared_epochs]
 
 
-def _setting_rows(early: np.ndarray, late: np.ndarray, partner_late: np.ndarray, threshold: float,
-                  depth: str) -> dict[str, dict[str, np.ndarray]]:
-    """Setting name -> columns, for one chunk of aligned maps (partner_late: the partners' later
-    maps, NaN where an image has no partner)."""
+def alpha_setting(config: RunConfig) -> str:
+    """The setting with Grad-CAM++ under the other alpha convention than the run's."""
+    return "alpha not normalized" if config.alpha_norm else "alpha normalized"
+
+
+def _base_columns(early: np.ndarray, late: np.ndarray, partner_late: np.ndarray,
+                  threshold: float) -> dict[str, np.ndarray]:
+    """The suite, its chance level and both salient areas of one chunk of aligned maps
+    (partner_late: the partners' later maps, NaN where an image has no partner)."""
     suite = metrics.drift_metrics(early, late, threshold)
     chance = metrics.drift_metrics(early, partner_late, threshold)
-    base = {**suite, **{f"chance_{name}": chance[name] for name in CHANCE_METRICS},
+    return {**suite, **{f"chance_{name}": chance[name] for name in CHANCE_METRICS},
             "area_early": np.atleast_1d(metrics.salient_area(early, threshold)),
             "area_late": np.atleast_1d(metrics.salient_area(late, threshold))}
+
+
+def _setting_rows(early: np.ndarray, late: np.ndarray, partner_late: np.ndarray, threshold: float,
+                  depth: str) -> dict[str, dict[str, np.ndarray]]:
+    """Setting name -> columns, for one chunk of aligned maps."""
+    base = _base_columns(early, late, partner_late, threshold)
     if depth != PAPER_DEPTH:
         return {depth_setting(depth): base}
     settings = {MAIN: base}
@@ -94,6 +107,7 @@ def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
     samples = mapped_samples(config)
     partners = baselines.shuffled_partners(samples["label"].to_numpy(), config.seed)
     partner_ids = samples["sample_id"].to_numpy()[np.maximum(partners, 0)]
+    other_alpha = _has_other_alpha(config)
     parts = []
     for run in seed_configs(config):
         for depth in depths(config):
@@ -101,13 +115,22 @@ def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
                 for method in config.cam_methods:
                     for start in range(0, len(samples), CHUNK):
                         chunk = samples.iloc[start:start + CHUNK]
-                        early, late = (epoch_maps(run, arch, method, epoch, chunk["sample_id"], depth)
-                                       for epoch in config.compared_epochs)
-                        partner_late = epoch_maps(run, arch, method, config.late_epoch,
-                                                  partner_ids[start:start + CHUNK], depth)
-                        partner_late[partners[start:start + CHUNK] < 0] = np.nan
-                        for setting, columns in _setting_rows(early, late, partner_late, config.threshold,
-                                                              depth).items():
+                        chunk_partners = partners[start:start + CHUNK], partner_ids[start:start + CHUNK]
+
+                        def maps_of(stored: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                            early, late = (epoch_maps(run, arch, stored, epoch, chunk["sample_id"], depth)
+                                           for epoch in config.compared_epochs)
+                            partner_late = epoch_maps(run, arch, stored, config.late_epoch, chunk_partners[1], depth)
+                            partner_late[chunk_partners[0] < 0] = np.nan
+                            return early, late, partner_late
+
+                        maps = maps_of(method)
+                        settings = _setting_rows(*maps, config.threshold, depth)
+                        if other_alpha and depth == PAPER_DEPTH:
+                            settings[alpha_setting(config)] = (
+                                _base_columns(*maps_of(OTHER_ALPHA), config.threshold) if method == "gradcampp"
+                                else settings[MAIN])
+                        for setting, columns in settings.items():
                             parts.append(pd.DataFrame({"setting": setting, "seed": run.seed, "depth": depth,
                                                        "method": method, "arch": arch,
                                                        "sample_id": chunk["sample_id"].to_numpy(),
@@ -115,6 +138,15 @@ def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
     frame = pd.concat(parts, ignore_index=True)[COLUMNS] if parts else pd.DataFrame(columns=COLUMNS)
     write_parquet(paths.evidence, frame, stamp=expected)
     return frame
+
+
+def _has_other_alpha(config: RunConfig) -> bool:
+    """Whether every CAM file of every seed holds Grad-CAM++ under the other alpha convention."""
+    from .cams import load_cams
+
+    return "gradcampp" in config.cam_methods and all(
+        OTHER_ALPHA in load_cams(run, arch, epoch) for run in seed_configs(config)
+        for arch in config.architectures for epoch in config.compared_epochs)
 
 
 def load_evidence(config: RunConfig, setting: str = MAIN) -> pd.DataFrame:
@@ -143,4 +175,5 @@ def kept_count_weights(config: RunConfig) -> dict[str, float]:
 
 
 __all__ = ["MAIN", "THRESHOLDS", "TOP_SHARES", "CHANCE_METRICS", "seed_configs", "run_evidence_stage",
-           "load_evidence", "kept_count_weights", "threshold_setting", "top_setting", "depth_setting"]
+           "load_evidence", "kept_count_weights", "threshold_setting", "top_setting", "depth_setting",
+           "alpha_setting"]

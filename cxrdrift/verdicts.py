@@ -13,7 +13,7 @@ from . import findings, inference
 from .artifacts import RunPaths, write_csv
 from .config import RunConfig
 from .drift import METHOD_LABELS, METRIC_LABELS, PAPER_DEPTH, class_weights, load_compared_rows
-from .evidence import (MAIN, THRESHOLDS, TOP_SHARES, depth_setting, kept_count_weights, load_evidence,
+from .evidence import (MAIN, THRESHOLDS, TOP_SHARES, alpha_setting, depth_setting, kept_count_weights, load_evidence,
                        threshold_setting, top_setting)
 
 KEPT_WEIGHTS = "kept-count weights"
@@ -31,7 +31,7 @@ def sensitivity_settings(config: RunConfig) -> list[str]:
     """Every setting the verdicts are checked under besides the run's own."""
     present = set(load_evidence(config, None)["setting"])
     named = [threshold_setting(t) for t in THRESHOLDS] + [top_setting(s) for s in TOP_SHARES]
-    named += [depth_setting(d) for d in config.cam_layers if d != PAPER_DEPTH]
+    named += [alpha_setting(config)] + [depth_setting(d) for d in config.cam_layers if d != PAPER_DEPTH]
     return [s for s in named if s in present] + [KEPT_WEIGHTS]
 
 

@@ -326,7 +326,7 @@ def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
     written = cams.run_cam_stage(config)
     assert written == [paths.cams("ResNet50V2", early), paths.cams("ResNet50V2", late)]
     late_maps = cams.load_cams(config, "ResNet50V2", late)
-    assert sorted(late_maps) == sorted(["sample_id", *config.cam_methods])
+    assert sorted(late_maps) == sorted(["sample_id", *config.cam_methods, cams.OTHER_ALPHA])
     from cxrdrift.artifacts import read_npz
     stored = read_npz(paths.cams("ResNet50V2", late))       # the file names its layers; no pickle needed
     assert list(stored["layers"]) == ["conv5_block3_out", "conv4_block5_out"]

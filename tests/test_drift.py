@@ -309,7 +309,7 @@ def test_drift_at_two_depths(tmp_path):
     assert set(ranked.reversals) == {"target", "earlier"}
     shown = ranked.table()
     assert set(shown["depth"]) == {"target", "earlier"} and shown.loc[shown["depth"] == "target", "paper_layer"].all()
-    assert shown["P(reversal)"].between(0, 1).all()
+    assert shown["P(any pair swaps)"].between(0, 1).all()
     verdict = ranked.describe()
     assert verdict.startswith("At the paper's layer:") and "At the earlier layer:" in verdict
     assert ("reverse the ranking" in verdict or "alike at every depth" in verdict)

@@ -194,8 +194,8 @@ def test_ranking_without_enough_scored_images_is_not_testable():
     rows = pd.DataFrame({"method": ["layercam", "layercam"], "arch": ["A", "B"], "sample_id": ["s0", "s0"],
                          "label": ["Normal", "Normal"], "overlap_iou": [0.5, 0.4]})
     two = drift.ranking_uncertainty(pd.concat([rows, rows.assign(sample_id="s1")]), weights, n_boot=10, seed=0)
-    assert two.n_samples == 2 and two.describe() == ("10 paired bootstrap resamples of 2 images: a reversal "
-                                                     "between methods in 0% of them.")
+    assert two.n_samples == 2 and two.describe() == ("10 paired bootstrap resamples of 2 images: some pair of "
+                                                     "architectures ordered differently by two methods in 0%.")
     one = drift.ranking_uncertainty(rows, weights, n_boot=10, seed=0)
     assert one.n_samples == 1 and np.isnan(one.reversal_probability) and one.orders.empty
     assert one.describe() == "Not testable: 1 compared image with a scored map, fewer than the 2 a bootstrap needs."

@@ -231,3 +231,50 @@ def test_evidence_stage_pairs_chance_with_the_same_partner_in_every_cell_and_res
     sensitivity = verdicts.sensitivity_table(config)
     assert set(sensitivity["setting"]) == {"this run", *verdicts.sensitivity_settings(config)}
     assert verdicts.holds_in(sensitivity)["holds in"].iloc[0] == f"{len(settings)} of {len(settings)} settings"
+
+
+def test_ranking_uncertainty_reports_the_papers_order_not_any_swap():
+    frame = drift_table(PAPER_LIKE, n=60)
+    uncertainty = drift.ranking_uncertainty(frame, WEIGHTS, n_boot=100, seed=0)
+    assert uncertainty.paper_order_probability("layercam") == 1.0
+    assert uncertainty.paper_order_probability("gradcampp") == 1.0
+    assert "the paper's LayerCAM order in 100%, the paper's Grad-CAM++ order in 100%" in uncertainty.describe()
+    swapped = frame.assign(overlap_iou=np.where((frame["method"] == "layercam") & (frame["arch"] == "ResNet50V2"),
+                                                0.95, frame["overlap_iou"]))
+    assert drift.ranking_uncertainty(swapped, WEIGHTS, n_boot=100, seed=0).paper_order_probability("layercam") == 0.0
+
+
+def test_other_alpha_convention_is_a_setting_when_the_cam_files_hold_it(tmp_path):
+    from cxrdrift.artifacts import RunPaths, read_npz, write_npz
+    from cxrdrift.cams import OTHER_ALPHA
+
+    config, ids, raw = make_run(tmp_path)
+    drift.run_true_positive_filter(config)
+    assert evidence.alpha_setting(config) not in set(evidence.run_evidence_stage(config)["setting"])
+    for arch in ("DenseNet201", "ResNet50V2"):
+        for epoch in config.compared_epochs:
+            path = RunPaths.of(config).cams(arch, epoch)
+            arrays = read_npz(path)
+            write_npz(path, {**arrays, OTHER_ALPHA: arrays["layercam"]})  # stand-in maps: LayerCAM's
+    frame = evidence.run_evidence_stage(config)
+    other = frame[frame["setting"] == "alpha normalized"].set_index(["arch", "method", "sample_id"])["overlap_iou"]
+    main = frame[frame["setting"] == "main"].set_index(["arch", "method", "sample_id"])["overlap_iou"]
+    for arch in ("DenseNet201", "ResNet50V2"):
+        # Grad-CAM++'s cells now hold the other convention's maps, LayerCAM's stay as they were
+        pd.testing.assert_series_equal(other.loc[(arch, "gradcampp")], main.loc[(arch, "layercam")])
+        pd.testing.assert_series_equal(other.loc[(arch, "layercam")], main.loc[(arch, "layercam")])
+    assert "alpha normalized" in verdicts.sensitivity_settings(config)
+
+
+def test_the_other_alpha_convention_comes_from_the_same_formula_with_the_flag_flipped():
+    import tensorflow as tf
+    from cxrdrift import cams
+
+    rng = np.random.default_rng(4)
+    activations = tf.constant(rng.random((2, 3, 3, 4)), tf.float32)
+    gradients = tf.constant(rng.normal(size=(2, 3, 3, 4)), tf.float32)
+    for alpha_norm in (False, True):
+        other = cams._method(cams.OTHER_ALPHA, alpha_norm)(activations, gradients).numpy()
+        expected = cams.gradcampp_map(activations, gradients, alpha_norm=not alpha_norm).numpy()
+        np.testing.assert_allclose(other, expected)
+        assert not np.allclose(other, cams.gradcampp_map(activations, gradients, alpha_norm=alpha_norm).numpy())
