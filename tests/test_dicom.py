@@ -7,7 +7,8 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, SecondaryCaptureImageStorage,
+                         generate_uid)
 
 from cxrdrift import data, dicom
 from test_data import FOLDERS, make_tree
