@@ -454,6 +454,10 @@ def describe(result: AuditResult) -> str:
     lines = [f"audited {counts['images']} images ({counts['skipped']} undecodable, skipped) at layer "
              f"{summary['layer']}: {counts['changed_predictions']} changed prediction, {counts['analysed']} "
              f"{summary['analysed_group']}"]
+    skipped = summary["skipped_files"]
+    if skipped:
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        lines.append("undecodable: " + ", ".join(skipped[:5]) + more)
     if summary["identical"]:
         lines.append("the two models are identical (every weight equal): the drift is zero")
     for role, scores in summary["predictive"].items():
@@ -481,6 +485,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["AuditError", "AuditSettings", "AuditResult", "TARGETS", "EXIT_GATE", "run_audit", "study_audit", "study_agreement", "command_line", "describe",
-           "parse_condition",
+__all__ = ["AuditError", "AuditSettings", "AuditResult", "TARGETS", "EXIT_GATE", "run_audit", "study_audit",
+           "study_agreement", "command_line", "describe", "parse_condition",
            "failed_conditions", "flat_statistics", "inverse_frequency", "drift_beyond_chance", "analysed_group"]

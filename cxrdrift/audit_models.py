@@ -282,6 +282,6 @@ def export_checkpoint(arch: str, image_size: int, weights: Path, target: Path, n
     return Path(target)
 
 
-__all__ = ["PREPROCESSING", "STUDY_PREPROCESSING", "export_checkpoint", "AuditModelError", "load_model", "preprocessing", "input_size", "walk",
-           "spatial_layers", "default_layer", "layer_path", "feature_model", "check_pair", "identical",
+__all__ = ["PREPROCESSING", "STUDY_PREPROCESSING", "export_checkpoint", "AuditModelError", "load_model",
+           "preprocessing", "input_size", "walk", "spatial_layers", "default_layer", "layer_path", "feature_model", "check_pair", "identical",
            "randomized_copy"]

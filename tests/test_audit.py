@@ -2,6 +2,8 @@
 the gate's exit codes, bad inputs, identical models on unlabelled images, and the layouts."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -73,11 +75,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def audited(files) -> dict:
     out = files["root"] / "out"
-    code = cli.main(["audit", "--before", str(files["before"]), "--after", str(files["after"]),
-                     "--data-dir", str(files["data"]), "--out", str(out), "-p", "n_boot", "50",
-                     "-p", "methods", "layercam,gradcam", "--fail-if", "overlap_iou<-1"])
-    return {"code": code, "out": out, "summary": json.loads((out / "summary.json").read_text()),
-            "images": pd.read_parquet(out / "images.parquet")}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["audit", "--before", str(files["before"]), "--after", str(files["after"]),
+                         "--data-dir", str(files["data"]), "--out", str(out), "-p", "n_boot", "50",
+                         "-p", "methods", "layercam,gradcam", "--fail-if", "overlap_iou<-1"])
+    return {"code": code, "out": out, "printed": printed.getvalue(),
+            "summary": json.loads((out / "summary.json").read_text()), "images": pd.read_parquet(out / "images.parquet")}
 
 
 def stream_pixels(rows: pd.DataFrame) -> np.ndarray:
@@ -99,7 +103,7 @@ def hand_layercam(model: keras.Model, pixels: np.ndarray, classes: np.ndarray) -
 
 def test_nested_sequential_audit_end_to_end(files, audited) -> None:
     summary, images = audited["summary"], audited["images"]
-    assert audited["code"] == 0
+    assert audited["code"] == 0 and "undecodable: " + summary["skipped_files"][0] in audited["printed"]
     assert summary["layer"] == "base/c2"                       # reached inside the nested base
     assert summary["classes"] == list(CLASSES) and summary["class_order"] == audit_data.KERAS_ORDER
     assert summary["counts"]["images"] == 12 and summary["counts"]["skipped"] == 1
