@@ -184,11 +184,12 @@ def finer_grid_sentence(summary: pd.DataFrame, epoch: int) -> str:
 def lung_energy(config: RunConfig, index: data.DatasetIndex | None = None) -> pd.DataFrame | None:
     """Per architecture, CAM method, CAM epoch and mapped test sample (every class), the share of
     the map's energy inside the lung mask and the share of the image the lungs cover (a uniform
-    map's score): arch, method, epoch, sample_id, label, kept, energy_in_lungs, lung_share. None
-    when some mapped sample has no lung mask (most datasets have none)."""
+    map's score): arch, method, epoch, sample_id, label, kept, energy_in_lungs, lung_share. Only
+    the samples with a lung mask are scored; None when none has one (most datasets)."""
     index = index or data.run_index(config)
     samples = mapped_samples(config)
-    if samples.empty or any(index.lung_mask_path(s) is None for s in samples["sample_id"]):
+    samples = samples[[index.lung_mask_path(s) is not None for s in samples["sample_id"]]].reset_index(drop=True)
+    if samples.empty:
         return None
     frames = []
     for arch in config.architectures:

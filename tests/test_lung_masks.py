@@ -44,3 +44,6 @@ def test_energy_in_lungs_per_arch_method_epoch_and_summary(tmp_path):
     assert got["energy_in_lungs"].item() == pytest.approx((w * cell["energy_in_lungs"]).sum() / w.sum())
     assert got["n"].item() == len(cell)
     assert len(summary) == len(ARCHS) * len(METHODS) * 2
+    (RunPaths.of(config).data / "lung_masks" / sid).with_suffix(".png").unlink()
+    partial = localization.lung_energy(config)  # only the samples with a mask are scored
+    assert len(partial) == len(frame) - len(ARCHS) * len(METHODS) * 2 and sid not in set(partial["sample_id"])
