@@ -163,6 +163,18 @@ def _measures() -> list[str]:
     return list(dict.fromkeys(measure for finding in FINDINGS for measure in finding.measures))
 
 
+def _absent_cells(frame: pd.DataFrame) -> list[str]:
+    present = set(map(tuple, frame[["method", "arch"]].drop_duplicates().to_numpy()))
+    return [f"{METHOD_NAMES[m]} {a}" for m, a in CELLS if (m, a) not in present]
+
+
+def _support(frame: pd.DataFrame) -> inference.Support | None:
+    """The common support of the paper's six cells, or None when the table cannot have one."""
+    if set(_measures()) - set(frame.columns) or frame.empty or _absent_cells(frame):
+        return None
+    return inference.common_support(frame, CELLS, _measures())
+
+
 def untestable_reason(frame: pd.DataFrame, support: inference.Support | None = None) -> str | None:
     """Why the findings cannot be tested on this per-image table, or None when they can."""
     missing = sorted(set(_measures()) - set(frame.columns))
@@ -170,11 +182,10 @@ def untestable_reason(frame: pd.DataFrame, support: inference.Support | None = N
         return f"the drift table lacks {', '.join(missing)}"
     if frame.empty:
         return "no compared image has maps"
-    present = set(map(tuple, frame[["method", "arch"]].drop_duplicates().to_numpy()))
-    absent = [f"{METHOD_NAMES[m]} {a}" for m, a in CELLS if (m, a) not in present]
+    absent = _absent_cells(frame)
     if absent:
         return f"this run has no {', '.join(absent)}"
-    support = support or inference.common_support(frame, CELLS, _measures())
+    support = support or _support(frame)
     if support.n_images < MIN_SAMPLES:
         return (f"{support.n_images} image{'s are' if support.n_images != 1 else ' is'} scored in every cell "
                 f"of the paper's two methods, fewer than {MIN_SAMPLES}")
@@ -186,9 +197,8 @@ def evaluate(frame: pd.DataFrame, weights: Mapping[str, float], n_boot: int, see
     """One row per finding (COLUMNS) from a per-image drift table with columns method, arch,
     sample_id, label, optionally seed, and the measures the findings use (`overlap_iou`,
     `spatial_displacement`, `chance_spatial_displacement`)."""
-    why = untestable_reason(frame)
-    support = None if why and not why.endswith(f"fewer than {MIN_SAMPLES}") else \
-        inference.common_support(frame, CELLS, _measures())
+    support = _support(frame)
+    why = untestable_reason(frame, support)
     rows, resampled = [], []
     if why is None:
         point = inference.point_moments(support, weights)
@@ -214,14 +224,18 @@ def evaluate(frame: pd.DataFrame, weights: Mapping[str, float], n_boot: int, see
         row["level"] = 1.0 - 2.0 * level
         row["ci_low"], row["ci_high"] = inference.percentile_interval(values, row["level"])
         on_paper_side = row["p_value"] <= level
+        other_p, k = row.pop("p_other"), row.pop("k")
         if holm_rejects:
             row["verdict"] = REPRODUCED
-        elif row.pop("p_other") <= level / row.pop("k"):
+        elif other_p <= level / k:
             row["verdict"] = CONTRADICTED
         else:
             row["verdict"] = INCONCLUSIVE
             if on_paper_side:
                 row["evidence"] = "on the paper's side at its level, but Holm stopped at a finding with a larger p"
+            elif (row["ci_high"] < finding.bound) if finding.paper_above else (row["ci_low"] > finding.bound):
+                row["evidence"] = (f"the decisive part lies on the other side, but none of the {k} parts does at "
+                                   f"the level split among them")
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
