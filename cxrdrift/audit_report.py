@@ -249,6 +249,7 @@ def write_report(out: str | Path) -> Path:
     notebook = nbformat.read(executed, as_version=4)
     report = out / "report.html"
     write_text(report, render_html(notebook, f"cxrdrift audit: {Path(read_json(out / 'summary.json')['after']).name}"))
+    report.chmod(0o644)  # a page to share, not a private temporary file
     return report
 
 
