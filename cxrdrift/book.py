@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from . import config as cfg
-from . import provenance
+from . import progress, provenance
 from .artifacts import atomic_path, read_json, read_resolved, write_json, write_text
 from .kernel_output import KernelOutput, kernel_log
 
@@ -41,10 +41,12 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 # The environment of every kernel papermill starts. Kernels inherit the caller's environment: an
 # `MPLBACKEND` such as Agg there would silently drop every figure, so it is set to the inline backend.
 # TensorFlow's own logger honours TF_CPP_MIN_LOG_LEVEL ("2": no INFO or WARNING lines). Progress bars
-# (tqdm.auto, in training and the CAM stage) would be ipywidgets in a kernel: a box that needs a
+# of tqdm.auto would be ipywidgets in a kernel: a box that needs a
 # kernel or a CDN widget manager in the static book, and nothing a reader needs; TQDM_DISABLE turns
-# them off in chapters only (tqdm >= 4.66 reads TQDM_* defaults from the environment).
-KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_DISABLE": "1"}
+# them off in chapters only (tqdm >= 4.66 reads TQDM_* defaults from the environment). The study's
+# own bars (cxrdrift.progress) see progress.CHAPTER_ENV and go to this build's terminal instead.
+KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_DISABLE": "1",
+              progress.CHAPTER_ENV: progress.CHAPTER_VALUE}
 # TensorFlow 2.2x logs through absl *before* absl is initialized ("WARNING: All log messages before
 # absl::InitializeLog() ...", "I0000 ... oneDNN custom operations are on"): written by C++ straight
 # to file descriptor 2, which no environment variable silences. ipykernel forwards what reaches the
@@ -352,7 +354,7 @@ def execute_notebooks(config: cfg.RunConfig, force: bool = False, notebooks: Ite
     Parameters: `notebook_parameters(config)`. Notebooks run with `root` as working directory
     (where `config.run_dir` is relative to); outputs go to `out_dir` (default
     `<root>/book/chapters`), each with a `.run.json` record. Unchanged chapters are skipped
-    unless `force`. Prints one line per chapter with its wall time. Raises
+    unless `force`. Prints a line when a chapter starts and one with its wall time. Raises
     `NotebookExecutionError` on the first failing chapter.
     """
     root = Path(root)
@@ -379,6 +381,7 @@ def execute_notebooks(config: cfg.RunConfig, force: bool = False, notebooks: Ite
             results.append(ChapterResult(source.stem, output, "skipped", "unchanged", 0.0))
             print(f"{label} skipped (unchanged)", flush=True)
             continue
+        print(f"{label} running ({reason}) ...", flush=True)
         before = run_files(run_dir)
         start = time.perf_counter()
         execute_notebook(source, output, params, cwd=root, failed_dir=out / ".failed",
@@ -478,7 +481,8 @@ def run_book(config: cfg.RunConfig, force: bool = False, build: bool = True,
     """Execute the chapters (skipping unchanged ones unless `force`), then build the book when
     `build`; returns the HTML folder, or None without a build."""
     start = time.perf_counter()
-    results = execute_notebooks(config, force=force, root=root)
+    # papermill's per-cell bar would share the terminal line with the kernels' own bars
+    results = execute_notebooks(config, force=force, root=root, progress_bar=False)
     executed = sum(result.status == "executed" for result in results)
     print(f"notebooks: {executed} executed, {len(results) - executed} unchanged, "
           f"{time.perf_counter() - start:.1f} s", flush=True)

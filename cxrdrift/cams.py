@@ -26,9 +26,8 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm.std import tqdm  # text bars; chapters turn them off (TQDM_DISABLE, book.KERNEL_ENV)
 
-from . import data, metrics
+from . import data, metrics, progress
 from .artifacts import RunPaths, fingerprint, is_current, read_npz, stamp, write_npz
 from .config import CAM_METHODS, RunConfig
 from .models import EARLIER_LAYERS, TARGET_LAYERS, build_model, check_architecture, preprocess_input
@@ -407,8 +406,8 @@ def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
             model.load_weights(weights)
             dataset = data.make_dataset(samples, preprocess_input(arch), config.image_size, config.cam_batch_size,
                                         with_labels=True)
-            batches = tqdm(dataset.as_numpy_iterator(), desc=f"CAMs {arch} epoch {epoch}",
-                           total=-(-len(samples) // config.cam_batch_size), unit="batch")
+            batches = progress.bar(-(-len(samples) // config.cam_batch_size), f"CAMs {arch} epoch {epoch}",
+                                   unit="batch", iterable=dataset.as_numpy_iterator())
             maps = fused_pass(model, tuple(layers.values())).run_layers(batches, stored_methods(config),
                                                                         config.alpha_norm)
             write_npz(target, {"sample_id": sample_ids,

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from . import provenance, synth
+from . import progress, provenance, synth
 from .artifacts import atomic_path, read_json, write_json
 from .models import EARLIER_LAYERS, MIN_IMAGE_SIZE, backbone_model, build_model, preprocess_input, \
     restart_layer_names
@@ -169,11 +169,15 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
     size = spec.train_size(arch)
     restart_layer_names()
     keras.utils.set_random_seed(spec.seed)
+    progress.message(f"{arch}: pre-training from scratch ({spec.precision}); drawing {spec.images:,} "
+                     f"source images at {size} px")
     x, y, maps = source_inputs(arch, spec.images, size, spec.seed)
     model, trainer, targets = compiled_source_model(arch, spec, size, y, maps, spec.precision)
     batches = (tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(len(x), seed=spec.seed)
                .batch(spec.batch_size).prefetch(2))
-    history = trainer.fit(batches, epochs=spec.epochs, verbose=verbose, shuffle=False)
+    with progress.bar(len(x) * spec.epochs, f"{arch} pre-training") as shown:
+        history = trainer.fit(batches, epochs=spec.epochs, verbose=verbose, shuffle=False,
+                              callbacks=[progress.keras_progress(shown, len(x), spec.batch_size)])
     del maps, targets
     if size != spec.image_size or spec.precision != "float32":  # statistics as the study computes
         study = build_model(arch, spec.image_size, None, num_classes=y.shape[1])
@@ -181,11 +185,16 @@ def pretrain_backbone(arch: str, spec: PretrainSpec, *, verbose: int = 2) -> tup
         model = study
         set_batchnorm_momentum(model, spec.bn_momentum)
         if size != spec.image_size:
+            progress.message(f"{arch}: drawing the source images again at {spec.image_size} px")
             x, _, _ = source_inputs(arch, spec.images, spec.image_size, spec.seed)
     reestimate_batchnorm(model, x[:spec.bn_images or None], spec.batch_size, spec.bn_epochs)
     train_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    progress.message(f"{arch}: drawing {spec.held_out:,} held-out source images")
     held_x, held_y, _ = source_inputs(arch, spec.held_out, spec.image_size, spec.seed + 1)
-    scores = source_scores(held_y, model.predict(held_x, batch_size=spec.batch_size, verbose=0))
+    with progress.bar(len(held_x), f"{arch} held-out source score") as shown:
+        logits = model.predict(held_x, batch_size=spec.batch_size, verbose=0,
+                               callbacks=[progress.keras_progress(shown, len(held_x), spec.batch_size)])
+    scores = source_scores(held_y, logits)
     description = {
         "source_task": getattr(synth.source_task, "__doc__", "") or "synthetic source task",
         "source_outputs": int(y.shape[1]),
@@ -231,9 +240,12 @@ def reestimate_batchnorm(model: keras.Model, x: np.ndarray, batch_size: int, pas
     def forward(batch: tf.Tensor) -> tf.Tensor:
         return model(batch, training=True)
 
-    for _ in range(passes):
-        for start in range(0, len(x) - batch_size + 1, batch_size):
-            forward(tf.constant(x[start:start + batch_size]))
+    starts = range(0, len(x) - batch_size + 1, batch_size)
+    with progress.bar(passes * len(starts) * batch_size, f"{model.name} BatchNorm statistics") as shown:
+        for _ in range(passes):
+            for start in starts:
+                forward(tf.constant(x[start:start + batch_size]))
+                shown.update(batch_size)
 
 
 def source_scores(targets: np.ndarray, logits: np.ndarray) -> dict[str, float]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import pandas as pd
 
-from . import data
+from . import data, progress
 from .artifacts import RunPaths, is_current, stamp, write_parquet
 from .cams import cam_samples, fused_pass, postprocess
 from .config import RunConfig
@@ -79,8 +79,9 @@ def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFr
         model.load_weights(paths.weights(arch, late))
         randomize_top(model, arch, config.seed + 1)  # not the seed training initialized the head with
         batches = data.make_dataset(samples, preprocess_input(arch), config.image_size, config.cam_batch_size, with_labels=True)
-        maps = fused_pass(model, TARGET_LAYERS[arch]).run(batches.as_numpy_iterator(), config.cam_methods,
-                                                          config.alpha_norm)
+        shown = progress.bar(-(-len(samples) // config.cam_batch_size), f"CAMs {arch} randomized top",
+                             unit="batch", iterable=batches.as_numpy_iterator())
+        maps = fused_pass(model, TARGET_LAYERS[arch]).run(shown, config.cam_methods, config.alpha_norm)
         for method in config.cam_methods:
             trained = epoch_maps(config, arch, method, late, samples["sample_id"])
             values = drift_rows(trained, postprocess(maps[method], size), config.threshold)

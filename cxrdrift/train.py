@@ -30,9 +30,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm.std import tqdm  # text bars; chapters turn them off (TQDM_DISABLE, book.KERNEL_ENV)
-
-from . import data
+from . import data, progress
 from .artifacts import RunPaths, atomic_path, is_current, read_json, read_npz, read_resolved, stamp, write_config, \
     write_csv, write_json, write_npz, write_parquet
 from .config import RunConfig
@@ -179,7 +177,10 @@ class EpochSource:
     def _features(self, split: str) -> np.ndarray:
         if split not in self.features:
             frame = {"train": self.train, "val": self.val, "test": self.test}[split]
-            pooled = self.extractor.predict(self.images(frame), verbose=0)  # inference mode
+            with progress.bar(len(frame), f"{self.arch} frozen features, {split}") as shown:
+                pooled = self.extractor.predict(  # inference mode
+                    self.images(frame), verbose=0,
+                    callbacks=[progress.keras_progress(shown, len(frame), self.config.batch_size)])
             self.features[split] = pooled.astype(np.float32)
         return self.features[split]
 
@@ -212,12 +213,22 @@ class EpochSource:
 def run_epoch(source: EpochSource, epoch: int) -> tuple[dict[str, float], np.ndarray]:
     """Train one epoch; returns the history row's numbers and the test logits."""
     start, cpu_start = time.perf_counter(), time.process_time()
-    training = source.training(epoch)
-    fit_start = time.perf_counter()
-    fitted = source.trainer.fit(training, epochs=1, verbose=0, shuffle=False).history
-    fit_seconds = time.perf_counter() - fit_start
-    val_loss, val_accuracy = source.trainer.evaluate(source.evaluation("val"), verbose=0)
-    logits = source.trainer.predict(source.evaluation("test"), verbose=0).astype(np.float32)
+    # every split's input first: cached features are computed here, under their own bars, and
+    # the epoch's bar then counts the images trained, validated and predicted on
+    training, val, test = source.training(epoch), source.evaluation("val"), source.evaluation("test")
+    c = source.config
+    sizes = {split: len(getattr(source, split)) for split in ("train", "val", "test")}
+    phase = phase_of(c, epoch)
+    with progress.bar(sum(sizes.values()), f"{source.arch} epoch {epoch}/{c.total_epochs} ({phase})") as shown:
+        fit_start = time.perf_counter()
+        fitted = source.trainer.fit(training, epochs=1, verbose=0, shuffle=False,
+                                    callbacks=[progress.keras_progress(shown, sizes["train"], c.batch_size)]).history
+        fit_seconds = time.perf_counter() - fit_start
+        val_loss, val_accuracy = source.trainer.evaluate(
+            val, verbose=0, callbacks=[progress.keras_progress(shown, sizes["val"], c.batch_size)])
+        logits = source.trainer.predict(
+            test, verbose=0, callbacks=[progress.keras_progress(shown, sizes["test"], c.batch_size)]).astype(np.float32)
+        shown.set_postfix(val_accuracy=f"{val_accuracy:.3f}")
     row = {"train_loss": float(fitted["loss"][-1]), "train_accuracy": float(fitted["accuracy"][-1]),
            "val_loss": float(val_loss), "val_accuracy": float(val_accuracy),
            "images_per_s": len(source.train) / fit_seconds, "wall_s": time.perf_counter() - start,
@@ -274,7 +285,6 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
             model.load_weights(paths.last_weights(arch))
             log.info("%s: resuming after epoch %d", arch, done)
     cached = config.cache_frozen_features and not config.augment
-    bar = tqdm(total=config.total_epochs, initial=done, desc=arch, unit="epoch")
     for phase in PHASES:
         epochs = [e for e in range(done + 1, config.total_epochs + 1) if phase_of(config, e) == phase]
         if not epochs:
@@ -291,11 +301,8 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
             finish_epoch(config, arch, epoch, phase, model, source.trainer.optimizer, row, source.test, logits)
             log.info("%s epoch %d (%s): %s", arch, epoch, phase,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
-            bar.set_postfix(phase=phase, val_acc=f"{row['val_accuracy']:.3f}")
-            bar.update(1)
         if source.cached:
             source.save_features(paths.frozen_features(arch), training_stamp(config, arch))
-    bar.close()
 
 
 def _record_weights(config: RunConfig, arch: str, description: dict[str, Any]) -> None:
