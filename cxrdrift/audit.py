@@ -251,7 +251,7 @@ def failed_conditions(statistics: Mapping[str, float], conditions: Sequence[str]
     for text in conditions:
         name, op, value = parse_condition(text)
         if name not in statistics:
-            close = [key for key in statistics if name in key][:6]
+            close = sorted((key for key in statistics if name in key), key=len)[:6]
             raise AuditError(f"--fail-if {text!r}: no statistic {name!r}"
                              + (f"; did you mean {', '.join(close)}?" if close else
                                 "; see summary.json's \"statistics\" for every name"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -52,6 +53,9 @@ def load_model(path: str | Path) -> keras.Model:
                               "it whole with model.save('model.keras')")
     if path.suffix not in (".keras", ".h5"):
         raise AuditModelError(f"{path} is not a Keras model file: expected a .keras file or a legacy .h5 model")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise AuditModelError(f"{path} is not a Keras model file: a .keras file is a zip archive (model.save), "
+                              "this one is not")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -66,6 +66,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     wider.save(root / "wider_input.keras")
     nested_sequential(0, head="classifier_head").save(root / "renamed.keras")  # same shapes, other names
     (root / "notes.keras").write_text("not a model")
+    before.save_weights(root / "before.weights.h5")
     write_images(root / "flat", 5, 9)
     return {"root": root, "data": data, "before": root / "before.keras", "after": root / "after.keras",
             "four": root / "four_classes.keras", "junk": root / "notes.keras", "flat": root / "flat",
@@ -160,7 +161,7 @@ def test_gate_exit_codes_and_messages(files, audited, capsys) -> None:
     assert audit.failed_conditions(statistics, [f"accuracy_after<{value + 0.01}"]) == [
         f"accuracy_after = {value:.4g}, and the gate fails when accuracy_after < {value + 0.01:g}"]
     assert audit.failed_conditions(statistics, [f"accuracy_after<{value}", "images>=13"]) == []
-    with pytest.raises(audit.AuditError, match="did you mean"):
+    with pytest.raises(audit.AuditError, match="did you mean overlap_iou, adjusted_iou, "):
         audit.failed_conditions(statistics, ["iou<0.5"])
     with pytest.raises(audit.AuditError, match="not a condition"):
         audit.parse_condition("overlap_iou is small")
@@ -173,7 +174,8 @@ def test_gate_exit_codes_and_messages(files, audited, capsys) -> None:
 
 
 @pytest.mark.parametrize("overrides, extra, message", [
-    ({"--before": "{junk}"}, [], "cannot be loaded as a Keras model"),
+    ({"--before": "{junk}"}, [], "is not a Keras model file: a .keras file is a zip archive"),
+    ({"--before": "{root}/before.weights.h5"}, [], "holds weights only, not a model"),
     ({"--before": "{root}/missing.keras"}, [], "does not exist"),
     ({"--before": "{four}"}, [], "different classes: 4 outputs before, 3 after"),
     ({"--before": "{wider}"}, [], "different input sizes: (32, 32, 3) before, (24, 24, 3) after"),
