@@ -86,7 +86,7 @@ def slope_table(baselines: pd.DataFrame) -> pd.DataFrame:
     return baselines.rename(columns={"phase": "mean"})[["method", "arch", "metric", "mean", "ci_low", "ci_high"]]
 
 
-def _support(config: RunConfig, frame: pd.DataFrame) -> inference.Support:
+def _support(frame: pd.DataFrame) -> inference.Support:
     cells = [c for c in findings.CELLS if c in set(map(tuple, frame[["method", "arch"]].to_numpy()))]
     return inference.common_support(frame, cells, ["overlap_iou", "spatial_displacement"])
 
@@ -105,9 +105,10 @@ def support_table(config: RunConfig) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=["method", "arch", "mapped", "scored", "lost_to_other_cells", "common",
                                      "grid", "coarse"])
-    table = _support(config, frame).counts.copy()
-    table["grid"] = [("{}x{}".format(*grid_of(config, a, m))) for m, a in zip(table["method"], table["arch"])]
-    table["coarse"] = [min(grid_of(config, a, m)) < COARSE_GRID for m, a in zip(table["method"], table["arch"])]
+    table = _support(frame).counts.copy()
+    grids = [grid_of(config, a, m) for m, a in zip(table["method"], table["arch"])]
+    table["grid"] = [f"{rows}x{columns}" for rows, columns in grids]
+    table["coarse"] = [min(grid) < COARSE_GRID for grid in grids]
     return table.assign(method=table["method"].map(METHOD_LABELS))
 
 
@@ -116,7 +117,7 @@ def baseline_table(config: RunConfig) -> pd.DataFrame:
     phase drift with its paired bootstrap interval, the chance level (shuffled pairs), the
     ceiling (the randomized late model, when the run has it), and both maps' salient areas."""
     frame = load_evidence(config)
-    support = _support(config, frame) if len(frame) else None
+    support = _support(frame) if len(frame) else None
     if support is None or not support.n_images:
         return pd.DataFrame(columns=["method", "arch", "metric", "phase", "ci_low", "ci_high", "chance", "ceiling",
                                      "area_early", "area_late"])
