@@ -350,6 +350,9 @@ def run_audit(before: str | Path, after: str | Path, data_dir: str | Path, out: 
         from .audit_report import write_report
 
         write_report(out)
+    else:  # a report of an earlier audit in this directory would now describe other numbers
+        for stale in (out / "report.html", out / "report.ipynb"):
+            stale.unlink(missing_ok=True)
     return result
 
 

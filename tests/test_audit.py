@@ -165,12 +165,14 @@ def test_gate_exit_codes_and_messages(files, audited, capsys) -> None:
         audit.failed_conditions(statistics, ["iou<0.5"])
     with pytest.raises(audit.AuditError, match="not a condition"):
         audit.parse_condition("overlap_iou is small")
+    (files["root"] / "gated").mkdir()
+    (files["root"] / "gated" / "report.html").write_text("an earlier audit's report")
     code = cli.main(["audit", "--before", str(files["before"]), "--after", str(files["after"]), "--data-dir",
                      str(files["data"]), "--out", str(files["root"] / "gated"), "--no-report", "-p", "n_boot", "0",
                      "-p", "ceiling_images", "0", "--fail-if", "images>=12", "--fail-if", "skipped>5"])
     assert code == audit.EXIT_GATE == 3
     assert "audit gate failed: images = 12, and the gate fails when images >= 12" in capsys.readouterr().err
-    assert not (files["root"] / "gated" / "report.html").exists()
+    assert not (files["root"] / "gated" / "report.html").exists()   # no stale report beside new numbers
 
 
 @pytest.mark.parametrize("overrides, extra, message", [
