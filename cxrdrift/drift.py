@@ -592,10 +592,10 @@ def depth_ranking(config: RunConfig, metric: str = "overlap_iou", samples: str |
 
 def load_test_images(config: RunConfig, sample_ids: Sequence[str]) -> np.ndarray:
     """Raw uint8 (N, S, S, 3) test images of `sample_ids`, in that order, at the model input size."""
-    from .data import load_images, load_index
+    from .data import load_images, run_index
 
     root = config.data_dir or RunPaths.of(config).data
-    test = load_index(root).split("test").set_index("sample_id")
+    test = run_index(config).split("test").set_index("sample_id")
     missing = [s for s in sample_ids if s not in test.index]
     if missing:
         raise DriftError(f"test split of {root} has no sample {missing[0]!r}")

@@ -70,7 +70,7 @@ def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFr
     expected = stamp(config, "randomization", inputs)
     if not force and is_current(paths.randomization, expected):
         return pd.read_parquet(paths.randomization)
-    index = data.load_index(config.data_dir or paths.data)
+    index = data.run_index(config)
     samples = cam_samples(config, index.split("test")).reset_index(drop=True)
     size = (config.image_size, config.image_size)
     parts = []
