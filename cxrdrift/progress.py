@@ -36,24 +36,35 @@ def in_chapter() -> bool:
 
 class TerminalStream(io.TextIOBase):
     """Text written to `target` with TERMINAL_PREFIX at the start of every line; a line ends at
-    "\\r" as well as "\\n", so every tqdm refresh reaches the terminal as its own prefixed line."""
+    "\\r" as well as "\\n", so every tqdm refresh reaches the terminal as its own prefixed line.
+
+    tqdm starts a refresh with "\\r" ("\\rbar 10%"), and the book's pump shows a line once its end
+    arrives: passed on as it comes, each refresh would reach the terminal only when the next one
+    begins. So a write that starts with "\\r" is passed on with the "\\r" at its end."""
 
     def __init__(self, target: TextIO) -> None:
         super().__init__()
         self.target = target
         self._line_start = True
 
+    @property
+    def encoding(self) -> str | None:  # tqdm draws unicode bars only on a stream that can take them
+        return getattr(self.target, "encoding", None)
+
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
+        length = len(text)
+        if self._line_start and text.startswith("\r") and not text.endswith(("\r", "\n")):
+            text = text[1:] + "\r"
         pieces = []
         for piece in filter(None, _AFTER_LINE_END.split(text)):
             pieces.append(_PREFIX + piece if self._line_start else piece)
             self._line_start = piece[-1] in "\r\n"
         self.target.write("".join(pieces))
         self.target.flush()  # the pump shows a line when it arrives; a buffered one would wait
-        return len(text)
+        return length
 
     def flush(self) -> None:
         self.target.flush()

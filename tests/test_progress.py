@@ -4,6 +4,7 @@ import io
 import os
 import re
 import sys
+import time
 
 import nbformat
 import numpy as np
@@ -41,12 +42,20 @@ def test_inside_a_chapter_every_line_is_prefixed_on_the_kernels_own_stderr(monke
     assert shown.getvalue().endswith("\nInceptionV3: drawing 1,200 held-out source images\n")
 
 
-def test_the_terminal_stream_prefixes_line_starts_only_however_the_text_is_cut():
+def test_the_terminal_stream_prefixes_every_line_and_shows_each_refresh_at_once(tmp_path):
     target = io.StringIO()
     stream = progress.TerminalStream(target)
-    for piece in ("\r", "cams ", "1/2", "\r", "cams 2/2\n", "done\n"):
+    for piece in ("\rcams 1/2", "\rcams 2/2", "\n", "done", " at last\n", "\r"):  # as tqdm writes
         stream.write(piece)
-    assert target.getvalue() == "[terminal] \r[terminal] cams 1/2\r[terminal] cams 2/2\n[terminal] done\n"
+    assert target.getvalue() == ("[terminal] cams 1/2\r[terminal] cams 2/2\r[terminal] \n[terminal] done at last\n"
+                                 "[terminal] \r")
+    shown = io.StringIO()
+    with KernelOutput(tmp_path / "k.kernel.log", shown) as output:
+        os.write(output.write_fd, target.getvalue()[:len("[terminal] cams 1/2\r")].encode())
+        time.sleep(0.2)
+        assert shown.getvalue() == "cams 1/2\r"  # on the terminal before the next refresh
+        os.write(output.write_fd, target.getvalue()[len("[terminal] cams 1/2\r"):].encode())
+    assert shown.getvalue() == "cams 1/2\rcams 2/2\r\ndone at last\n\r"
 
 
 def test_outside_a_chapter_a_plain_tqdm_bar_on_stderr(monkeypatch, capsys):
@@ -100,7 +109,7 @@ def test_a_chapters_progress_reaches_the_terminal_and_never_its_saved_outputs(tm
     output = book.execute_notebook(source, tmp_path / "out" / "01_progress.ipynb", {"profile": "smoke"},
                                    cwd=tmp_path, progress_bar=False)
     terminal = capfd.readouterr().err
-    assert re.search(r"CAMs DenseNet201 epoch 8: 100%\|.*\| 3/3 \[\d\d:\d\d<\d\d:\d\d, +\d+\.\d\dbatch/s\]\n",
+    assert re.search(r"CAMs DenseNet201 epoch 8: 100%\|.*\| 3/3 \[\d\d:\d\d<\d\d:\d\d, +\d+\.\d\dbatch/s\] *\r\n",  # (padded to the last refresh)
                      terminal)
     assert "CAM stage done\n" in terminal and "[terminal]" not in terminal
     cell = nbformat.read(output, as_version=4).cells[-1]
