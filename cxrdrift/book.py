@@ -222,7 +222,9 @@ def execute_notebook(source: str | Path, output: str | Path, parameters: Mapping
     ensure_kernel()
     failed = Path(failed_dir or output.parent / ".failed") / output.name
     log = kernel_log(output)
-    with atomic_path(output) as running, _kernel_environment(), KernelOutput(log) as kernel_output:
+    terminal = progress.WatchedTerminal(sys.stderr)
+    with atomic_path(output) as running, _kernel_environment(), KernelOutput(log, terminal) as kernel_output, \
+            progress.heartbeat(source.stem, terminal):
         try:
             papermill.execute_notebook(notebook, str(running), parameters=params,
                                        kernel_name=KERNEL_NAME, language="python",

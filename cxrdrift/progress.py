@@ -9,12 +9,15 @@ messages too.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Iterator, TextIO
 
 from tqdm.std import tqdm  # text bars: tqdm.auto would make ipywidgets in a kernel
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 
 CHAPTER_ENV = "CXRDRIFT_PROGRESS"
 CHAPTER_VALUE = "terminal"
+HEARTBEAT_S = 30.0  # the longest the book's terminal stays quiet while a chapter runs
 _PREFIX = TERMINAL_PREFIX.decode()
 _AFTER_LINE_END = re.compile(r"(?<=[\r\n])")  # where the kernel-output pump splits lines too
 
@@ -96,6 +100,54 @@ def message(text: str) -> None:
         tqdm.write(text, file=stream())
 
 
+class WatchedTerminal:
+    """The book's terminal (a text stream) as the kernel-output pump and the heartbeat share it:
+    writes are serialized, and it knows when it was last written to and whether a line is open."""
+
+    def __init__(self, target: TextIO) -> None:
+        self.target = target
+        self.last_write = time.monotonic()
+        self.line_open = False
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self.target.write(text)
+            self.target.flush()
+            self.last_write = time.monotonic()
+            if text:
+                self.line_open = not text.endswith("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+@contextlib.contextmanager
+def heartbeat(name: str, terminal: WatchedTerminal, every: float = HEARTBEAT_S) -> Iterator[None]:
+    """While the block runs, a line "<name>: still running, M:SS so far" on `terminal` whenever
+    nothing has been written to it for `every` seconds: a step without a bar (a table, a figure,
+    a stage that is quick on a fast machine) still shows that the build is alive."""
+    start, stop = time.monotonic(), threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(min(1.0, every)):
+            now = time.monotonic()
+            if now - terminal.last_write >= every:
+                minutes, seconds = divmod(int(now - start), 60)
+                # below a bar's last refresh (its line ends with a carriage return), not over it
+                terminal.write(("\n" if terminal.line_open else "")
+                               + f"{name}: still running, {minutes}:{seconds:02d} so far\n")
+
+    thread = threading.Thread(target=beat, name=f"heartbeat {name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def keras_progress(shown: tqdm, images: int, batch_size: int) -> "keras.callbacks.Callback":
     """A Keras callback that moves `shown` by the images of every batch Keras trains, evaluates or
     predicts, in passes of `images` images in batches of `batch_size`."""
@@ -127,5 +179,5 @@ def _keras_progress_class() -> type:
     return KerasProgress
 
 
-__all__ = ["CHAPTER_ENV", "CHAPTER_VALUE", "in_chapter", "TerminalStream", "stream", "bar", "message",
-           "keras_progress"]
+__all__ = ["CHAPTER_ENV", "CHAPTER_VALUE", "HEARTBEAT_S", "in_chapter", "TerminalStream", "stream", "bar",
+           "message", "WatchedTerminal", "heartbeat", "keras_progress"]

@@ -115,3 +115,14 @@ def test_a_chapters_progress_reaches_the_terminal_and_never_its_saved_outputs(tm
     cell = nbformat.read(output, as_version=4).cells[-1]
     assert [out.get("text") for out in cell.outputs] == ["the chapter speaks\n"]
     assert "CAM stage done" in (tmp_path / "out" / "01_progress.kernel.log").read_text()
+
+
+def test_a_quiet_terminal_gets_a_heartbeat_line_below_an_open_bar():
+    terminal = progress.WatchedTerminal(io.StringIO())
+    with progress.heartbeat("02_training", terminal, every=0.3):
+        terminal.write("DenseNet201 epoch 9/12 (finetune):  40%\r")
+        time.sleep(0.8)
+    shown = terminal.target.getvalue()
+    assert shown.startswith("DenseNet201 epoch 9/12 (finetune):  40%\r\n02_training: still running, 0:00 so far\n")
+    assert 1 <= shown.count("still running") <= 2  # each line restarts the quiet
+    assert not terminal.line_open
