@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+
 from . import data, progress
 from .artifacts import RunPaths, atomic_path, is_current, read_json, read_npz, read_resolved, stamp, write_config, \
     write_csv, write_json, write_npz, write_parquet
