@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import data
+from . import data, dicom
 
 KERAS_ORDER = "sorted class names (the keras.utils.image_dataset_from_directory convention)"
 GIVEN_ORDER = "given in the models' output order (--classes)"
@@ -139,15 +139,30 @@ def scan(root: str | Path, width: int, split: str = "test", classes: Sequence[st
                        how, layout)
 
 
+def _readable_path(path: str) -> str | None:
+    """What TensorFlow reads for `path`: the file itself, or a DICOM's decoded PNG (None if it has none)."""
+    if not dicom.is_dicom(path):
+        return path
+    try:
+        return str(dicom.decoded_png(path))
+    except (dicom.DicomError, OSError, ValueError):
+        return None
+
+
 def undecodable(frame: pd.DataFrame) -> list[int]:
-    """Positions of the rows whose file TensorFlow cannot decode as an image (every file is read once)."""
+    """Positions of the rows whose file cannot be decoded as an image: TensorFlow's decoders, and
+    for DICOM the study's (`cxrdrift.dicom`); every file is read once."""
     import tensorflow as tf
 
     def decodes(position, path):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         return position, tf.shape(image)  # the shape is returned so that the decode is not pruned
 
-    dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(frame)), frame["path"].astype(str).to_numpy()))
+    readable = [(i, path) for i, path in enumerate(map(_readable_path, frame["path"].astype(str))) if path]
+    if not readable:
+        return list(range(len(frame)))
+    positions, paths = zip(*readable)
+    dataset = tf.data.Dataset.from_tensor_slices((np.array(positions), np.array(paths)))
     dataset = dataset.map(decodes, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
     good = set(int(position) for position, _ in dataset.as_numpy_iterator())
     return [position for position in range(len(frame)) if position not in good]

@@ -275,3 +275,11 @@ def test_render_html_keeps_outputs_and_drops_code() -> None:
     assert "<h1>Title</h1>" in page and "<em>text</em>" in page and "<strong>bold</strong>" in page
     assert "<td>1</td>" in page and 'src="data:image/png;base64,iVBOR"' in page
     assert "secret_code" not in page and "progress" not in page and "<title>t&lt;1&gt;</title>" in page
+
+
+def test_undecodable_files_are_found_dicom_included(tmp_path) -> None:
+    write_images(tmp_path, 1, 0)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG but cut short")
+    (tmp_path / "scan.dcm").write_bytes(b"not a DICOM file")      # decoded by cxrdrift.dicom, as the study does
+    frame = pd.DataFrame({"path": [str(tmp_path / name) for name in ("00.png", "broken.png", "scan.dcm")]})
+    assert audit_data.undecodable(frame) == [1, 2]
