@@ -28,9 +28,10 @@ def verdict_table(config: RunConfig, setting: str = MAIN, weights: dict[str, flo
 
 
 def sensitivity_settings(config: RunConfig) -> list[str]:
-    """Every setting the verdicts are checked under besides the run's own."""
+    """Every setting the verdicts are checked under besides the run's own (its threshold is not
+    repeated among the thresholds)."""
     present = set(load_evidence(config, None)["setting"])
-    named = [threshold_setting(t) for t in THRESHOLDS] + [top_setting(s) for s in TOP_SHARES]
+    named = [threshold_setting(t) for t in THRESHOLDS if t != config.threshold] + [top_setting(s) for s in TOP_SHARES]
     named += [alpha_setting(config)] + [depth_setting(d) for d in config.cam_layers if d != PAPER_DEPTH]
     return [s for s in named if s in present] + [KEPT_WEIGHTS]
 
@@ -75,7 +76,7 @@ def interaction_table(config: RunConfig, level: float = 0.95) -> pd.DataFrame:
     rows = []
     for name, statistic in parts.items():
         low, high = inference.percentile_interval(statistic(boots), level)
-        rows.append({"quantity": name, "estimate": round(float(statistic(point)), 4),
+        rows.append({"quantity": name, "estimate": f"{float(statistic(point)):.3f}",
                      f"{level:.0%} interval": f"[{low:.3f}, {high:.3f}]"})
     return pd.DataFrame(rows)
 
@@ -109,7 +110,9 @@ def support_table(config: RunConfig) -> pd.DataFrame:
     grids = [grid_of(config, a, m) for m, a in zip(table["method"], table["arch"])]
     table["grid"] = [f"{rows}x{columns}" for rows, columns in grids]
     table["coarse"] = [min(grid) < COARSE_GRID for grid in grids]
-    return table.assign(method=table["method"].map(METHOD_LABELS))
+    table["coarse"] = table["coarse"].map({True: "yes", False: "no"})
+    return table.assign(method=table["method"].map(METHOD_LABELS)).rename(columns={
+        "lost_to_other_cells": "lost to other cells", "common": "common to all", "coarse": "coarser than 3x3"})
 
 
 def baseline_table(config: RunConfig) -> pd.DataFrame:
@@ -153,23 +156,52 @@ def _weighted_mean(frame: pd.DataFrame, metric: str, weights: dict[str, float]) 
     return mean
 
 
-def baseline_table_wide(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """One row per (method, architecture), one 'phase [low, high] · chance · ceiling' column per metric."""
-    def cell(row: pd.Series) -> str:
-        text = f"{row['phase']:.{digits}f} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
-        text += f" · chance {row['chance']:.{digits}f}"
-        return text + (f" · ceiling {row['ceiling']:.{digits}f}" if pd.notna(row["ceiling"]) else "")
-
-    wide = table.assign(cell=table.apply(cell, axis=1)).pivot_table(
-        index=["method", "arch"], columns="metric", values="cell", aggfunc="first", sort=False)
-    wide = wide[[m for m in BASELINE_METRICS if m in wide.columns]].rename(columns=METRIC_LABELS)
-    areas = table.drop_duplicates(["method", "arch"]).set_index(["method", "arch"])
-    wide["salient area (early / late)"] = [f"{areas.loc[i, 'area_early']:.2f} / {areas.loc[i, 'area_late']:.2f}"
-                                           for i in wide.index]
+def baseline_table_wide(table: pd.DataFrame, metric: str, digits: int = 3) -> pd.DataFrame:
+    """One row per (method, architecture) of `metric`: the fine-tuning drift with its interval,
+    its chance level and its ceiling; both maps' salient areas beside the overlap metrics."""
+    rows = table[table["metric"] == metric].set_index(["method", "arch"])
+    wide = pd.DataFrame({
+        "fine-tuning drift [95 % interval]": [f"{r.phase:.{digits}f} [{r.ci_low:.{digits}f}, {r.ci_high:.{digits}f}]"
+                                              for r in rows.itertuples()],
+        "chance (shuffled pairs)": rows["chance"].map(lambda v: f"{v:.{digits}f}").to_list(),
+        "ceiling (randomized model)": rows["ceiling"].map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "—").to_list(),
+    }, index=rows.index)
+    if metric in ("overlap_iou", "adjusted_iou"):
+        wide["salient area, early / late"] = [f"{r.area_early:.2f} / {r.area_late:.2f}" for r in rows.itertuples()]
     wide.index = wide.index.set_names(["Method", "Architecture"])
-    wide = wide.rename(index=METHOD_LABELS, level="Method")
-    wide.columns.name = None
-    return wide
+    return wide.rename(index=METHOD_LABELS, level="Method")
+
+
+def outcome_table(result: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts at a glance: finding, verdict, statistic, its value with the interval, the level."""
+    return pd.DataFrame({"finding": result["finding"], "verdict": result["verdict"], "statistic": result["statistic"],
+                         "value [interval]": [_value_interval(r) for _, r in result.iterrows()],
+                         "interval level": result["level"].map(lambda v: f"{v:.1%}" if pd.notna(v) else "—")})
+
+
+def _value_interval(row: pd.Series) -> str:
+    if row["verdict"] == findings.NOT_TESTABLE:
+        return "—"
+    return f"{row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def sensitivity_rows(sensitivity: pd.DataFrame, finding: str) -> pd.DataFrame:
+    """One finding's rows of `sensitivity_table`: setting, verdict, value [interval], images."""
+    rows = sensitivity[sensitivity["finding"] == finding]
+    return pd.DataFrame({"setting": rows["setting"], "verdict": rows["verdict"],
+                         "value [interval]": [_value_interval(r) for _, r in rows.iterrows()],
+                         "images": rows["n_images"]})
+
+
+def support_sentence(result: pd.DataFrame) -> str:
+    """How many images and training seeds the verdicts rest on, and whether training noise is in them."""
+    images, seeds = int(result["n_images"].max()), int(result["n_seeds"].max())
+    text = (f"{images} images are scored in every cell of the paper's two methods; {seeds} training "
+            f"seed{'s' if seeds != 1 else ''} per architecture")
+    if seeds > 1:
+        return text + ", resampled before the images, so training noise is in every interval."
+    return text + (" — training noise is **not** in these intervals (`replicate_seeds` adds replicates; "
+                   "chapter 8 measures their noise floor).")
 
 
 def write_verdicts(config: RunConfig) -> pd.DataFrame:
@@ -183,5 +215,6 @@ def write_verdicts(config: RunConfig) -> pd.DataFrame:
 
 
 __all__ = ["KEPT_WEIGHTS", "COARSE_GRID", "BASELINE_METRICS", "verdict_table", "sensitivity_settings",
-           "sensitivity_table", "holds_in", "interaction_table", "slope_table", "support_table", "baseline_table", "baseline_table_wide", "grid_of",
+           "sensitivity_table", "sensitivity_rows", "holds_in", "interaction_table", "slope_table", "support_table",
+           "support_sentence", "outcome_table", "baseline_table", "baseline_table_wide", "grid_of",
            "write_verdicts"]

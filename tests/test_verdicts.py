@@ -224,13 +224,20 @@ def test_evidence_stage_pairs_chance_with_the_same_partner_in_every_cell_and_res
     # two architectures: the findings are untestable, and every table says so instead of failing
     assert set(verdicts.verdict_table(config)["verdict"]) == {findings.NOT_TESTABLE}
     support = verdicts.support_table(config)
-    assert set(support["grid"]) == {"3x3"} and not support["coarse"].any()
+    assert set(support["grid"]) == {"3x3"} and set(support["coarser than 3x3"]) == {"no"}
+    # sample 1's early LayerCAM map is flat: LayerCAM scores 8 of the 9 kept images, and Grad-CAM++
+    # loses that image too so that every cell rests on the same 8
+    assert list(support["scored"]) == [8, 8, 9, 9] and list(support["lost to other cells"]) == [0, 0, 1, 1]
+    assert set(support["common to all"]) == {8}
     table = verdicts.baseline_table(config)
     assert set(table["metric"]) == set(verdicts.BASELINE_METRICS)
     assert table["chance"].notna().all() and table["ceiling"].isna().all()
     sensitivity = verdicts.sensitivity_table(config)
-    assert set(sensitivity["setting"]) == {"this run", *verdicts.sensitivity_settings(config)}
-    assert verdicts.holds_in(sensitivity)["holds in"].iloc[0] == f"{len(settings)} of {len(settings)} settings"
+    others = verdicts.sensitivity_settings(config)
+    assert "τ = 0.5" not in others  # the run's own threshold is "this run"
+    assert set(sensitivity["setting"]) == {"this run", *others}
+    assert verdicts.holds_in(sensitivity)["holds in"].iloc[0] == f"{len(others)} of {len(others)} settings"
+    assert list(verdicts.outcome_table(verdicts.verdict_table(config))["value [interval]"]) == ["—"] * 5
 
 
 def test_ranking_uncertainty_reports_the_papers_order_not_any_swap():

@@ -147,27 +147,32 @@ def plot_baselines(table: pd.DataFrame, metrics: Sequence[str] = ("overlap_iou",
                                                                   "pattern_correlation", "rank_correlation")) -> Figure:
     """Per metric, each cell's phase drift (dot, paired 95 % interval) beside its chance level
     (shuffled pairs, cross) and its ceiling (the randomized model, triangle): where between
-    "the same image" and "another image" or "a broken model" the drift of fine-tuning sits."""
+    "the same image" and "another image" or "a broken model" the drift of fine-tuning sits.
+    Three panels a row; the last free panel holds the legend."""
     shown = [m for m in metrics if m in set(table["metric"])]
     cells = list(dict.fromkeys(zip(table["method"], table["arch"])))
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.1 * len(shown), 0.42 * len(cells) + 1.6), squeeze=False,
-                             sharey=True, facecolor="white")
+    columns = min(3, len(shown))
+    rows = -(-(len(shown) + 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(11, rows * (0.32 * len(cells) + 1.3)), squeeze=False,
+                             facecolor="white")
     labels = [f"{METHOD_LABELS.get(m, m)} · {a}" for m, a in cells]
-    for ax, metric in zip(axes[0], shown):
-        rows = table[table["metric"] == metric].set_index(["method", "arch"]).reindex(cells)
-        y = np.arange(len(cells))
-        ax.errorbar(rows["phase"], y, xerr=[rows["phase"] - rows["ci_low"], rows["ci_high"] - rows["phase"]],
-                    fmt="o", color="C0", capsize=2, label="fine-tuning drift")
-        ax.plot(rows["chance"], y, "x", color="C3", ms=7, label="chance (shuffled pairs)")
-        if rows["ceiling"].notna().any():
-            ax.plot(rows["ceiling"], y, "^", color="0.35", ms=6, label="ceiling (randomized model)")
+    y = np.arange(len(cells))
+    for ax, metric in zip(axes.flat, shown):
+        values = table[table["metric"] == metric].set_index(["method", "arch"]).reindex(cells)
+        ax.errorbar(values["phase"], y, xerr=[values["phase"] - values["ci_low"], values["ci_high"] - values["phase"]],
+                    fmt="o", color="C0", capsize=2, label="fine-tuning drift (95 % interval)")
+        ax.plot(values["chance"], y, "x", color="C3", ms=7, label="chance (shuffled pairs)")
+        if values["ceiling"].notna().any():
+            ax.plot(values["ceiling"], y, "^", color="0.35", ms=6, label="ceiling (randomized model)")
         ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=10)
+        ax.set_yticks(y, labels if ax in axes[:, 0] else [""] * len(y), fontsize=8)
+        ax.set_ylim(len(cells) - 0.5, -0.5)
         ax.grid(axis="x", alpha=0.3)
-    axes[0, 0].set_yticks(range(len(cells)), labels)
-    axes[0, 0].invert_yaxis()
-    handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    list(axes.flat)[len(shown)].legend(handles, names, loc="center", frameon=False)
+    fig.tight_layout()
     return fig
 
 
