@@ -269,11 +269,12 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "trajectory": (*_MAPPED, "cam_epochs", "early_epoch", "late_epoch"),
     "noise_floor": (*_MAPPED, "early_epoch", "late_epoch", "replicate_seeds"),
     "evidence": (*_MAPPED, "cam_layers", "early_epoch", "late_epoch", "replicate_seeds", "seed"),
+    "verdicts": ("bootstrap_samples", "seed", "threshold"),
 }
 # Fields no artifact's content depends on: where the run lives, how it is batched or cached, what
 # the chapters compute from the artifacts, and whether an optional stage runs at all.
 UNSTAMPED_FIELDS: tuple[str, ...] = ("profile", "run_dir", "cam_batch_size", "cache_frozen_features",
-                                     "bootstrap_samples", "ground_truth", "randomization_check",
+                                     "ground_truth", "randomization_check",
                                      "synth_lung_masks")  # lung masks change no image, only add files
 _HINTS = typing.get_type_hints(RunConfig)
 

@@ -23,7 +23,7 @@ def _stages(force: bool) -> list[tuple[str, Callable[[RunConfig], object]]]:
         ("drift across epochs", lambda config: trajectory.run_trajectory_stage(config, force=force)),
         ("noise floor", lambda config: replicates.run_noise_floor_stage(config, force=force)),
         ("evidence", lambda config: evidence.run_evidence_stage(config, force=force)),
-        ("verdicts", verdicts.write_verdicts),
+        ("verdicts", lambda config: verdicts.write_verdicts(config, force=force)),
     ]
 
 

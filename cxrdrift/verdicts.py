@@ -6,11 +6,13 @@ All of it reads `evidence.parquet` (and `randomization.parquet` for the ceiling)
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from . import findings, inference
-from .artifacts import RunPaths, write_csv
+from .artifacts import RunPaths, is_current, read_json, stamp, write_json
 from .config import RunConfig
 from .drift import METHOD_LABELS, METRIC_LABELS, PAPER_DEPTH, class_weights, load_compared_rows
 from .evidence import (MAIN, THRESHOLDS, TOP_SHARES, alpha_setting, depth_setting, kept_count_weights, load_evidence,
@@ -18,6 +20,9 @@ from .evidence import (MAIN, THRESHOLDS, TOP_SHARES, alpha_setting, depth_settin
 
 KEPT_WEIGHTS = "kept-count weights"
 COARSE_GRID = 3  # a map grid with fewer rows or columns than this cannot place much
+BASELINE_COLUMNS = ["method", "arch", "metric", "phase", "ci_low", "ci_high", "chance", "ceiling", "area_early",
+                    "area_late"]
+SENSITIVITY_COLUMNS = ["finding", "setting", "verdict", "estimate", "ci_low", "ci_high", "level", "n_images"]
 BASELINE_METRICS = ("spatial_displacement", "overlap_iou", "adjusted_iou", "pattern_correlation", "rank_correlation")
 
 
@@ -44,8 +49,7 @@ def sensitivity_table(config: RunConfig) -> pd.DataFrame:
         result = (verdict_table(config, MAIN, kept_count_weights(config)) if setting == KEPT_WEIGHTS
                   else verdict_table(config, setting))
         parts.append(result.assign(setting=setting))
-    return pd.concat(parts, ignore_index=True)[["finding", "setting", "verdict", "estimate", "ci_low", "ci_high",
-                                                "level", "n_images"]]
+    return pd.concat(parts, ignore_index=True)[SENSITIVITY_COLUMNS]
 
 
 def holds_in(sensitivity: pd.DataFrame) -> pd.DataFrame:
@@ -104,8 +108,8 @@ def support_table(config: RunConfig) -> pd.DataFrame:
     cell could not score them, common to every cell, and the grid its maps come from."""
     frame = load_evidence(config)
     if frame.empty:
-        return pd.DataFrame(columns=["method", "arch", "mapped", "scored", "lost_to_other_cells", "common",
-                                     "grid", "coarse"])
+        return pd.DataFrame(columns=["method", "arch", "mapped", "scored", "lost to other cells", "common to all",
+                                     "grid", "coarser than 3x3"])
     table = _support(frame).counts.copy()
     grids = [grid_of(config, a, m) for m, a in zip(table["method"], table["arch"])]
     table["grid"] = [f"{rows}x{columns}" for rows, columns in grids]
@@ -122,8 +126,7 @@ def baseline_table(config: RunConfig) -> pd.DataFrame:
     frame = load_evidence(config)
     support = _support(frame) if len(frame) else None
     if support is None or not support.n_images:
-        return pd.DataFrame(columns=["method", "arch", "metric", "phase", "ci_low", "ci_high", "chance", "ceiling",
-                                     "area_early", "area_late"])
+        return pd.DataFrame(columns=BASELINE_COLUMNS)
     frame = frame[frame["sample_id"].isin(set(support.sample_ids))]
     weights = class_weights(config)
     ceiling = load_compared_rows(config, RunPaths.of(config).randomization)
@@ -146,7 +149,7 @@ def baseline_table(config: RunConfig) -> pd.DataFrame:
                                        & ceiling["sample_id"].isin(set(support.sample_ids))]
                 row["ceiling"] = _weighted_mean(rows_ceiling, metric, weights)
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
 
 
 def _weighted_mean(frame: pd.DataFrame, metric: str, weights: dict[str, float]) -> float:
@@ -204,17 +207,31 @@ def support_sentence(result: pd.DataFrame) -> str:
                    "chapter 8 measures their noise floor).")
 
 
-def write_verdicts(config: RunConfig) -> pd.DataFrame:
-    """Write tables/verdicts.csv, tables/sensitivity.csv, tables/baselines.csv; return the verdicts."""
-    tables = RunPaths.of(config).tables
-    result = verdict_table(config)
-    write_csv(tables / "verdicts.csv", result)
-    write_csv(tables / "sensitivity.csv", sensitivity_table(config))
-    write_csv(tables / "baselines.csv", baseline_table(config))
-    return result
+def write_verdicts(config: RunConfig, force: bool = False) -> pd.DataFrame:
+    """Write tables/verdicts.json — the verdicts, their sensitivity and every cell's baselines, one
+    JSON a pipeline can read — unless its stamp (the evidence, the ceiling, the bootstrap's size and
+    seed) is current; return the verdicts."""
+    paths = RunPaths.of(config)
+    inputs = [paths.evidence] + ([paths.randomization] if paths.randomization.exists() else [])
+    expected = stamp(config, "verdicts", inputs)
+    target = paths.tables / "verdicts.json"
+    if force or not is_current(target, expected):
+        tables = {"verdicts": verdict_table(config), "sensitivity": sensitivity_table(config),
+                  "baselines": baseline_table(config)}
+        write_json(target, {name: json.loads(table.to_json(orient="records")) for name, table in tables.items()},
+                   stamp=expected)
+    return load_verdicts(config)["verdicts"]
+
+
+def load_verdicts(config: RunConfig) -> dict[str, pd.DataFrame]:
+    """tables/verdicts.json as tables: "verdicts", "sensitivity", "baselines" (JSON null read as NaN)."""
+    data = read_json(RunPaths.of(config).tables / "verdicts.json")
+    columns = {"verdicts": findings.COLUMNS, "sensitivity": SENSITIVITY_COLUMNS, "baselines": BASELINE_COLUMNS}
+    return {name: pd.DataFrame(data[name], columns=columns.get(name)).fillna(np.nan)
+            for name in ("verdicts", "sensitivity", "baselines")}
 
 
 __all__ = ["KEPT_WEIGHTS", "COARSE_GRID", "BASELINE_METRICS", "verdict_table", "sensitivity_settings",
            "sensitivity_table", "sensitivity_rows", "holds_in", "interaction_table", "slope_table", "support_table",
            "support_sentence", "outcome_table", "baseline_table", "baseline_table_wide", "grid_of",
-           "write_verdicts"]
+           "write_verdicts", "load_verdicts"]
