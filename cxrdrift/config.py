@@ -109,6 +109,14 @@ class RunConfig:
                          "Adam learning rate of the frozen phase.")
     lr_ft: float = _knob(1e-5, ASSUMED + " (usual Keras fine-tuning value)",
                          "Adam learning rate of the fine-tuning phase (a fresh optimizer).")
+    finetune_images: int = _knob(0, "cxrdrift",
+                                 "Fine-tuning: training images per fine-tuning epoch, the first of that epoch's "
+                                 "order (so each epoch sees another draw); 0 means all of them.")
+    finetune_bf16: tuple[str, ...] = _knob(
+        (), "cxrdrift",
+        "Fine-tuning: architectures whose fine-tuning steps compute in bfloat16 (float32 weights, "
+        "float32 logits) where the CPU does so natively (avx512_bf16 or amx_bf16) and mixed precision "
+        "is off; float32 elsewhere. The frozen phase and every CAM stay float32.", ARCHITECTURES)
     bn_frozen_in_ft: bool = _knob(True, ASSUMED + " (Keras transfer-learning guide)",
                                   "Keep BatchNorm layers in inference mode while fine-tuning.")
     batch_size: int = _knob(32, ASSUMED, "Training batch size.")
@@ -191,6 +199,8 @@ class RunConfig:
         if self.seed in self.replicate_seeds or len(set(self.replicate_seeds)) < len(self.replicate_seeds):
             raise ConfigError(f"replicate_seeds={list(self.replicate_seeds)} must be distinct and differ from "
                               f"seed={self.seed}: a replicate with the same seed is the same run")
+        if self.finetune_images < 0:
+            raise ConfigError(f"finetune_images={self.finetune_images} must be 0 (all) or a positive count")
         for name in ("image_size", "batch_size", "cam_batch_size", "synth_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive")
@@ -259,7 +269,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
                  "weights", "pretrain_images", "pretrain_epochs", "pretrain_lr", "pretrain_bn_momentum",
                  "pretrain_bn_epochs", "pretrain_bn_images", "pretrain_size", "pretrain_seed", "pretrain_dense",
                  "pretrain_bf16",
-                 "epochs_tl", "epochs_ft", "lr_tl", "lr_ft", "bn_frozen_in_ft", "batch_size", "seed",
+                 "epochs_tl", "epochs_ft", "lr_tl", "lr_ft", "finetune_images", "finetune_bf16", "bn_frozen_in_ft", "batch_size", "seed",
                  "save_epochs", "early_epoch", "late_epoch", "mixed_precision", "xla", "class_map"),
     "true_positives": ("architectures", "early_epoch", "late_epoch"),
     "cams": ("cam_methods", "cam_layers", "alpha_norm", "image_size"),

@@ -3,8 +3,8 @@
 How much do two maps of one image differ when nothing but training noise separates the models —
 the head's initialization and the order of the training images? Each seed in
 `replicate_seeds` trains every architecture again on the same data from the same pre-trained
-weights, into `<run_dir>/replicates/seed_<seed>/`, and maps every test image at the compared
-epochs. The drift metrics between the main run's maps and a replicate's maps of the same image at
+weights (and the main run's frozen-backbone features, which the seed does not change), into
+`<run_dir>/replicates/seed_<seed>/`, and maps every test image at the compared epochs. The drift metrics between the main run's maps and a replicate's maps of the same image at
 the same epoch are the floor that phase drift must clear to mean anything.
 Stage: the replicates' maps -> `noise_floor.parquet`, one row per (architecture, method, epoch,
 seed, sample).
@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .artifacts import RunPaths, is_current, stamp, write_parquet
 from .config import RunConfig
-from .drift import drift_means, drift_rows, epoch_maps, load_compared_rows, load_drift, mapped_samples
+from .drift import (class_weights, drift_means, drift_rows, epoch_maps, load_compared_rows, load_drift,
+                    mapped_samples)
+from .metrics import DRIFT_METRICS, summarize
 
 
 def replicate_config(config: RunConfig, seed: int) -> RunConfig:
@@ -39,7 +42,7 @@ def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFram
         return None
     replicas = [replicate_config(config, seed) for seed in config.replicate_seeds]
     for replica in replicas:
-        train.run_training(replica, force=force)
+        train.run_training(replica, force=force, features_of=config)
         cams.run_cam_stage(replica, force=force)
     paths = RunPaths.of(config)
     inputs = [paths.true_positives] + [RunPaths.of(c).cams(arch, epoch) for c in (config, *replicas)
@@ -75,3 +78,44 @@ def floor_table(config: RunConfig) -> pd.DataFrame | None:
         means = drift_means(config, part).drop(columns="n").rename(columns={"mean": f"floor_epoch_{epoch}"})
         table = table.merge(means, on=["method", "arch", "metric"], how="left")
     return table
+
+
+def change(metric: str, values: pd.Series) -> pd.Series:
+    """How much two maps differ by `metric`, larger meaning more: the displacement itself, one minus
+    an overlap or correlation, the size of an entropy change."""
+    if metric == "spatial_displacement":
+        return values
+    if metric == "concentration_change":
+        return values.abs()
+    return 1.0 - values
+
+
+def floor_excess(config: RunConfig, level: float = 0.95) -> pd.DataFrame | None:
+    """Per method, architecture and paper metric: how much more each compared image's maps change
+    over fine-tuning (the main run's early -> late, `change`) than between seeds at the late epoch
+    (the main run against each replicate, averaged over replicates), as a class-weighted mean of
+    the per-image differences with its bootstrap interval: method, arch, metric, phase, floor,
+    excess, ci_low, ci_high, n. `ci_low > 0` means fine-tuning moved the evidence beyond training
+    noise. None when there are no replicates."""
+    floor = load_compared_rows(config, RunPaths.of(config).noise_floor)
+    if not config.replicate_seeds or floor is None:
+        return None
+    late = floor[floor["epoch"] == config.late_epoch]
+    phase = load_drift(config)
+    rows = []
+    for (method, arch), cell in phase.groupby(["method", "arch"], sort=False):
+        seeds = late[(late["method"] == method) & (late["arch"] == arch)]
+        for metric in DRIFT_METRICS:
+            per_image = seeds.assign(change=change(metric, seeds[metric])).groupby("sample_id")["change"].mean()
+            paired = cell.assign(phase=change(metric, cell[metric]).to_numpy(),
+                                 floor=per_image.reindex(cell["sample_id"]).to_numpy())
+            difference = paired["phase"] - paired["floor"]
+            weights = class_weights(config)
+            summary = summarize(difference.to_numpy(), paired["label"].to_numpy(), weights,
+                                config.bootstrap_samples, config.seed, level)
+            means = {name: summarize(paired[name].to_numpy(), paired["label"].to_numpy(), weights).mean
+                     for name in ("phase", "floor")}
+            rows.append({"method": method, "arch": arch, "metric": metric, **means, "excess": summary.mean,
+                         "ci_low": summary.ci_low, "ci_high": summary.ci_high, "n": summary.n})
+    return pd.DataFrame(rows, columns=["method", "arch", "metric", "phase", "floor", "excess", "ci_low", "ci_high",
+                                       "n"]).astype({"n": np.int64})

@@ -69,8 +69,17 @@ def configure_device(config: RunConfig) -> Device:
 # -- run-directory bookkeeping ---------------------------------------------------------------------
 
 def training_stamp(config: RunConfig, arch: str) -> str:
-    """What `arch`'s checkpoints, predictions and history are computed from (the "training" fields)."""
-    return stamp(config, "training", arch=arch)
+    """What `arch`'s checkpoints, predictions and history are computed from (the "training" fields
+    and the precision fine-tuning computes in on this CPU)."""
+    return stamp(config, "training", arch=arch, finetune_precision=finetune_precision(config, arch))
+
+
+def finetune_precision(config: RunConfig, arch: str) -> str:
+    """The Keras dtype policy of `arch`'s fine-tuning steps without a GPU: "mixed_bfloat16" when
+    `config.finetune_bf16` names it and this CPU computes bfloat16 natively, else "float32"
+    (with mixed precision on, the global "mixed_float16" policy applies instead)."""
+    from .pretrain import native_bf16
+    return "mixed_bfloat16" if arch in config.finetune_bf16 and native_bf16() else "float32"
 
 
 def finished_epoch(config: RunConfig, arch: str) -> int:
@@ -163,10 +172,10 @@ class EpochSource:
     through the head."""
 
     def __init__(self, config: RunConfig, arch: str, index: data.DatasetIndex, model: keras.Model,
-                 cached: bool):
+                 cached: bool, features: dict[str, np.ndarray] | None = None):
         self.config, self.arch, self.cached = config, arch, cached
         self.train, self.val, self.test = (index.split(s) for s in ("train", "val", "test"))
-        self.features: dict[str, np.ndarray] = {}
+        self.features: dict[str, np.ndarray] = dict(features or {})
         self.trainer = head_model(model) if cached else model
         self.extractor = keras.Model(model.input, model.get_layer("avg_pool").output) if cached else None
 
@@ -186,11 +195,13 @@ class EpochSource:
         return self.features[split]
 
     def save_features(self, path: Path, training: str) -> None:
-        """Keep the pooled features of the training and test images, with their labels, for the
-        linear probe (`linear_probe`), stamped like the training that computed them."""
-        write_npz(path, {name: array for split in ("train", "test") for name, array in (
+        """Keep the pooled features of every split, with their labels and sample ids, for the linear
+        probe (`linear_probe`) and for replicates (`shared_features`), stamped like the training
+        that computed them."""
+        write_npz(path, {name: array for split in data.SPLITS for name, array in (
             (split, self._features(split)),
-            (f"{split}_labels", getattr(self, split)["label_index"].to_numpy(np.int32)))}, stamp=training)
+            (f"{split}_labels", getattr(self, split)["label_index"].to_numpy(np.int32)),
+            (f"{split}_ids", getattr(self, split)["sample_id"].to_numpy(str)))}, stamp=training)
 
     def _from_features(self, split: str, order: np.ndarray | None = None) -> tf.data.Dataset:
         frame = {"train": self.train, "val": self.val, "test": self.test}[split]
@@ -199,8 +210,20 @@ class EpochSource:
             x, y = x[order], y[order]
         return tf.data.Dataset.from_tensor_slices((x, y)).batch(self.config.batch_size)
 
-    def training(self, epoch: int) -> tf.data.Dataset:
+    def training_order(self, epoch: int) -> np.ndarray:
+        """The training samples of `epoch` in their order: all of them, or in a fine-tuning epoch
+        the first `finetune_images`."""
         order = epoch_order(len(self.train), self.config.seed, epoch)
+        count = self.config.finetune_images
+        if phase_of(self.config, epoch) == "finetune" and count:
+            if count > len(order):
+                raise data.DatasetError(f"finetune_images={count} exceeds the {len(order):,} training images; "
+                                        "use 0 for all of them")
+            order = order[:count]
+        return order
+
+    def training(self, epoch: int) -> tf.data.Dataset:
+        order = self.training_order(epoch)
         if self.cached:
             return self._from_features("train", order)
         return self.images(self.train.iloc[order], augment=self.config.augment,
@@ -218,7 +241,7 @@ def run_epoch(source: EpochSource, epoch: int) -> tuple[dict[str, float], np.nda
     # the epoch's bar then counts the images trained, validated and predicted on
     training, val, test = source.training(epoch), source.evaluation("val"), source.evaluation("test")
     c = source.config
-    sizes = {split: len(getattr(source, split)) for split in ("train", "val", "test")}
+    sizes = {"train": len(source.training_order(epoch)), "val": len(source.val), "test": len(source.test)}
     phase = phase_of(c, epoch)
     with progress.bar(sum(sizes.values()), f"{source.arch} epoch {epoch}/{c.total_epochs} ({phase})") as shown:
         fit_start = time.perf_counter()
@@ -232,7 +255,7 @@ def run_epoch(source: EpochSource, epoch: int) -> tuple[dict[str, float], np.nda
         shown.set_postfix(val_accuracy=f"{val_accuracy:.3f}")
     row = {"train_loss": float(fitted["loss"][-1]), "train_accuracy": float(fitted["accuracy"][-1]),
            "val_loss": float(val_loss), "val_accuracy": float(val_accuracy),
-           "images_per_s": len(source.train) / fit_seconds, "wall_s": time.perf_counter() - start,
+           "images_per_s": sizes["train"] / fit_seconds, "wall_s": time.perf_counter() - start,
            "cpu_s": time.process_time() - cpu_start}
     return row, logits
 
@@ -261,9 +284,47 @@ def phase_of(config: RunConfig, epoch: int) -> str:
     return PHASES[0] if epoch <= config.epochs_tl else PHASES[1]
 
 
+def shared_features(config: RunConfig, arch: str, index: data.DatasetIndex,
+                    weights: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The pooled frozen-backbone features `config`'s training saved for `arch`, when they are
+    current, computed from the same starting weights (`weights`, a `resolve_weights` description;
+    randomly initialized backbones differ by seed and are never shared) and of the same images as
+    `index`: a replicate's features, since the seed changes neither; None otherwise."""
+    path = RunPaths.of(config).frozen_features(arch)
+    described = RunPaths.of(config).weights_description(arch)
+    same_start = [weights.get(k) for k in ("kind", "path", "cache_key")]
+    if (weights.get("kind") == "none" or not described.is_file()
+            or [read_json(described).get(k) for k in ("kind", "path", "cache_key")] != same_start
+            or not is_current(path, training_stamp(config, arch))):
+        return None
+    saved = read_npz(path)
+    if any(f"{split}_ids" not in saved or not np.array_equal(saved[f"{split}_ids"],
+                                                             index.split(split)["sample_id"].to_numpy(str))
+           for split in data.SPLITS):
+        return None
+    return {split: saved[split] for split in data.SPLITS}
+
+
+def finetuning_model(model: keras.Model, arch: str, image_size: int, policy: str) -> keras.Model:
+    """`model` itself, or under another dtype `policy` a copy built under it with `model`'s weights
+    (a layer's compute dtype is fixed when it is built)."""
+    if policy == keras.mixed_precision.global_policy().name:
+        return model
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        restart_layer_names()
+        copy = build_model(arch, image_size, None)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, device: Device,
-                       force: bool = False) -> None:
-    """Train `arch` through both phases, resuming after its last finished epoch."""
+                       force: bool = False, features_of: RunConfig | None = None) -> None:
+    """Train `arch` through both phases, resuming after its last finished epoch; a replicate
+    passes the main run as `features_of` to reuse its frozen-backbone features."""
     paths = RunPaths.of(config)
     done = 0 if force else finished_epoch(config, arch)
     if done == config.total_epochs:
@@ -290,9 +351,15 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
         epochs = [e for e in range(done + 1, config.total_epochs + 1) if phase_of(config, e) == phase]
         if not epochs:
             continue
+        if phase == "finetune" and not device.mixed_precision:
+            with device.strategy.scope():
+                model = finetuning_model(model, arch, config.image_size, finetune_precision(config, arch))
+            log.info("%s: fine-tuning computes in %s", arch, model.dtype_policy.name)
         set_phase(model, phase, config.bn_frozen_in_ft)
+        reused = (shared_features(features_of, arch, index, description)
+                  if features_of and phase == "transfer" else None)
         with device.strategy.scope():
-            source = EpochSource(config, arch, index, model, cached and phase == "transfer")
+            source = EpochSource(config, arch, index, model, cached and phase == "transfer", reused)
             compile_for(source.trainer, config.lr_tl if phase == "transfer" else config.lr_ft, device.xla)
             if done and phase_of(config, done) == phase:
                 restore_optimizer(source.trainer.optimizer, source.trainer.trainable_variables,
@@ -319,9 +386,10 @@ def _log_to(path: Path) -> logging.Handler:
     return handler
 
 
-def run_training(config: RunConfig, force: bool = False) -> pd.DataFrame:
+def run_training(config: RunConfig, force: bool = False, features_of: RunConfig | None = None) -> pd.DataFrame:
     """Stage 2: train every architecture of `config` through both phases (resuming, skipping
-    finished ones unless `force`); returns `history.csv` as a frame."""
+    finished ones unless `force`; a replicate reuses the frozen features of the run `features_of`);
+    returns `history.csv` as a frame."""
     paths = RunPaths.of(config)
     index = data.prepare(config)
     handler = _log_to(paths.training_log)
@@ -331,7 +399,7 @@ def run_training(config: RunConfig, force: bool = False) -> pd.DataFrame:
         log.info("device: %d GPU(s), mixed precision %s, XLA %s", device.gpus, device.mixed_precision, device.xla)
         tf.config.experimental.enable_op_determinism()
         for arch in config.architectures:
-            train_architecture(config, arch, index, device, force)
+            train_architecture(config, arch, index, device, force, features_of)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
         log.removeHandler(handler)

@@ -35,7 +35,7 @@ def test_floor_compares_the_main_run_with_each_replicate(tmp_path, monkeypatch):
             replica_raw[arch, epoch] = {m: rng.random((len(ids), 3, 3)).astype(np.float32) for m in METHODS}
             write_npz(RunPaths.of(replica).cams(arch, epoch), {"sample_id": np.array(ids), **replica_raw[arch, epoch]})
     trained = []
-    monkeypatch.setattr(train, "run_training", lambda c, force=False: trained.append(c))
+    monkeypatch.setattr(train, "run_training", lambda c, force=False, features_of=None: trained.append(c))
     monkeypatch.setattr(cams, "run_cam_stage", lambda c, force=False: trained.append(c))
     frame = replicates.run_noise_floor_stage(config)
     assert [c.run_dir for c in trained] == [replica.run_dir] * 2
@@ -55,3 +55,29 @@ def test_floor_compares_the_main_run_with_each_replicate(tmp_path, monkeypatch):
 def test_no_replicates_no_floor(tmp_path):
     config, _, _ = make_run(tmp_path)
     assert replicates.run_noise_floor_stage(config) is None and replicates.floor_table(config) is None
+
+
+def test_floor_excess_pairs_each_images_phase_change_with_its_seed_floor(monkeypatch):
+    config = cfg.profile("smoke", replicate_seeds=(1, 2), early_epoch=1, late_epoch=3)
+    labels = np.array(["Normal", "COVID-19"] * 20)
+    ids = [f"img{i}" for i in range(40)]
+    phase = pd.DataFrame({"method": "layercam", "arch": "DenseNet201", "sample_id": ids, "label": labels,
+                          "overlap_iou": 0.6, "pattern_correlation": 0.9, "spatial_displacement": 0.05,
+                          "concentration_change": np.where(labels == "Normal", -0.2, 0.2)})
+    floor = pd.concat([phase.assign(seed=seed, epoch=epoch, overlap_iou=iou, pattern_correlation=0.9,
+                                    spatial_displacement=0.02, concentration_change=0.1)
+                       for seed, iou in ((1, 0.9), (2, 0.8)) for epoch in (1, 3)], ignore_index=True)
+    floor.loc[floor["epoch"] == 1, "overlap_iou"] = 0.0  # the early epoch's floor must not count
+    monkeypatch.setattr(replicates, "load_compared_rows", lambda c, path: floor)
+    monkeypatch.setattr(replicates, "load_drift", lambda c: phase)
+    monkeypatch.setattr(replicates, "class_weights", lambda c: {"Normal": 1.0, "COVID-19": 3.0})
+    table = replicates.floor_excess(config).set_index("metric")
+    # 1 - IoU: phase 0.4, floor mean(0.1, 0.2) = 0.15 -> 0.25 for every image, so the interval is a point
+    assert table.loc["overlap_iou", ["phase", "floor", "excess", "ci_low", "ci_high"]].tolist() == \
+        pytest.approx([0.4, 0.15, 0.25, 0.25, 0.25])
+    assert table.loc["spatial_displacement", "excess"] == pytest.approx(0.03)
+    assert table.loc["concentration_change", "excess"] == pytest.approx(0.1)  # sizes: |±0.2| - 0.1
+    assert table.loc["pattern_correlation", "excess"] == pytest.approx(0.0)
+    assert not table.loc["pattern_correlation", "ci_low"] > 0  # no excess is no finding
+    assert (table["n"] == 40).all()
+    assert replicates.floor_excess(config.replace(replicate_seeds=())) is None

@@ -6,6 +6,7 @@ backbones end to end.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
@@ -28,7 +29,10 @@ def tiny_model(arch: str, image_size: int, weights=None, num_classes: int = 5) -
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(pooled)
-    return keras.Model(inputs, logits, name=arch)
+    model = keras.Model(inputs, logits, name=arch)
+    if weights is not None and str(weights).endswith(".weights.h5"):  # "pre-trained": the same start for every seed
+        model.load_weights(weights)
+    return model
 
 
 @pytest.fixture
@@ -193,3 +197,76 @@ def test_device_policy_and_float32_logits(setting, expected):
         assert model(np.zeros((1, 16, 16, 3), np.float32)).dtype.name == "float32"
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def test_replicate_reuses_the_main_runs_frozen_features_and_gets_what_it_would_compute(tiny, monkeypatch, tmp_path):
+    start = tmp_path / "start.weights.h5"
+    tiny_model("ResNet50V2", 16).save_weights(start)
+    main = tiny("main", architectures=("ResNet50V2",), epochs_ft=1, weights=str(start))
+    train.run_training(main)
+    saved = read_npz(RunPaths.of(main).frozen_features("ResNet50V2"))
+    assert saved["val"].shape == (main.synth_val, 8)
+    index = train.data.run_index(main)
+    np.testing.assert_array_equal(saved["val_ids"], index.split("val")["sample_id"].to_numpy(str))
+    alone = tiny("alone", architectures=("ResNet50V2",), epochs_ft=1, seed=7, weights=str(start))
+    train.run_training(alone)
+    extracted = []  # splits whose features had to be computed from images
+    original = train.EpochSource._features
+    monkeypatch.setattr(train.EpochSource, "_features",
+                        lambda self, split: (split in self.features or extracted.append(split)) and None
+                        or original(self, split))
+    shared = tiny("shared", architectures=("ResNet50V2",), epochs_ft=1, seed=7, weights=str(start))
+    train.run_training(shared, features_of=main)
+    assert extracted == []
+    a, b = (pd.read_parquet(RunPaths.of(c).predictions) for c in (alone, shared))
+    pd.testing.assert_frame_equal(a, b)
+    for x, y in zip(*(checkpoint(c, "ResNet50V2", 3).get_weights() for c in (alone, shared))):
+        np.testing.assert_array_equal(x, y)
+    start_of = json.loads((RunPaths.of(main).model_dir("ResNet50V2") / "weights.json").read_text())
+    assert train.shared_features(main, "ResNet50V2", index, start_of) is not None
+    one_less = dataclasses.replace(index, frame=index.frame.drop(index.frame.index[-1]))  # other images
+    assert train.shared_features(main, "ResNet50V2", one_less, start_of) is None
+    assert train.shared_features(main.replace(lr_tl=5e-3), "ResNet50V2", index, start_of) is None  # not current
+    assert train.shared_features(main, "ResNet50V2", index, {"kind": "file", "path": "other.weights.h5"}) is None
+    # randomly initialized backbones depend on the seed: nothing is shared
+    random_main = tiny("random_main", architectures=("ResNet50V2",), epochs_ft=1)
+    train.run_training(random_main)
+    assert train.shared_features(random_main, "ResNet50V2", index, {"kind": "none"}) is None
+
+
+def test_finetune_images_take_the_first_of_each_epochs_order(tiny):
+    config = tiny("run", architectures=("ResNet50V2",), epochs_ft=2, finetune_images=20)
+    index = train.data.prepare(config)
+    source = train.EpochSource(config, "ResNet50V2", index, tiny_model("ResNet50V2", 16), cached=False)
+    np.testing.assert_array_equal(source.training_order(1), train.epoch_order(48, config.seed, 1))
+    for epoch in (3, 4):
+        np.testing.assert_array_equal(source.training_order(epoch), train.epoch_order(48, config.seed, epoch)[:20])
+    with pytest.raises(train.data.DatasetError, match="finetune_images=60 exceeds the 48 training images"):
+        train.EpochSource(config.replace(finetune_images=60), "ResNet50V2", index,
+                          tiny_model("ResNet50V2", 16), cached=False).training_order(3)
+    with pytest.raises(cfg.ConfigError, match="finetune_images=-1"):
+        config.replace(finetune_images=-1)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_finetune_bf16_computes_fine_tuning_in_bfloat16_only_where_native(tiny, monkeypatch, native):
+    from cxrdrift import pretrain
+    monkeypatch.setattr(pretrain, "native_bf16", lambda: native)
+    config = tiny("run", architectures=("ResNet50V2", "DenseNet201"), epochs_ft=1, finetune_bf16=("ResNet50V2",))
+    policies = {}
+    build = train.finetuning_model
+
+    def spy(model, arch, image_size, policy):
+        copy = build(model, arch, image_size, policy)
+        policies[arch] = (copy.dtype_policy.name, copy.get_layer("logits").dtype_policy.name)
+        return copy
+
+    monkeypatch.setattr(train, "finetuning_model", spy)
+    train.run_training(config)
+    assert policies == {"ResNet50V2": ("mixed_bfloat16" if native else "float32", "float32"),
+                        "DenseNet201": ("float32", "float32")}
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert json.loads(train.training_stamp(config, "ResNet50V2"))["finetune_precision"] == policies["ResNet50V2"][0]
+    late = checkpoint(config, "ResNet50V2", 3)
+    assert all(w.dtype == np.float32 for w in late.get_weights())
+    assert (train.finetune_precision(config, "ResNet50V2") == "mixed_bfloat16") == native
