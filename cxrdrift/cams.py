@@ -379,12 +379,13 @@ def check_layers(model: keras.Model, layers: Iterable[str], image_size: int) -> 
                           "are degenerate (NaN); use a larger image_size", stacklevel=3)
 
 
-def run_cam_stage(config: RunConfig, force: bool = False) -> list[Path]:
+def run_cam_stage(config: RunConfig, force: bool = False, samples_of: RunConfig | None = None) -> list[Path]:
     """Write `cams/<arch>/epoch_NN.npz` for every architecture and CAM epoch; skip a file whose
     stamp is current (the "cams" fields, its layers, the checkpoint's and the images' contents).
+    A replicate maps the samples of the run `samples_of` (the main run's compared images).
     Returns the files' paths."""
     paths = RunPaths.of(config)
-    samples = cam_samples(config, data.prepare(config).split("test"))
+    samples = cam_samples(samples_of or config, data.prepare(config).split("test"))
     sample_ids = samples["sample_id"].to_numpy(dtype=str)
     images = fingerprint(dict(zip(sample_ids, samples["path"].astype(str))))
     written = []

@@ -4,7 +4,8 @@ How much do two maps of one image differ when nothing but training noise separat
 the head's initialization and the order of the training images? Each seed in
 `replicate_seeds` trains every architecture again on the same data from the same pre-trained
 weights (and the main run's frozen-backbone features, which the seed does not change), into
-`<run_dir>/replicates/seed_<seed>/`, and maps every test image at the compared epochs. The drift metrics between the main run's maps and a replicate's maps of the same image at
+`<run_dir>/replicates/seed_<seed>/`, and maps the test images the main run compares at the compared
+epochs. The drift metrics between the main run's maps and a replicate's maps of the same image at
 the same epoch are the floor that phase drift must clear to mean anything.
 Stage: the replicates' maps -> `noise_floor.parquet`, one row per (architecture, method, epoch,
 seed, sample).
@@ -25,12 +26,12 @@ from .metrics import DRIFT_METRICS, summarize
 
 def replicate_config(config: RunConfig, seed: int) -> RunConfig:
     """The configuration of the replicate with `seed`: the main run's data and pre-trained weights,
-    maps of every test image at the compared epochs, none of the extra stages."""
+    maps of the main run's compared images at the compared epochs, none of the extra stages."""
     return config.replace(
         seed=seed, run_dir=str(Path(config.run_dir) / "replicates" / f"seed_{seed}"), replicate_seeds=(),
         data_dir=config.data_dir or str(RunPaths.of(config).data),
         pretrain_seed=config.pretrain_seed if config.pretrain_seed >= 0 else config.seed,
-        cam_samples="all", cam_epochs="compared", ground_truth=False, randomization_check=False)
+        cam_epochs="compared", ground_truth=False, randomization_check=False)
 
 
 def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFrame | None:
@@ -43,7 +44,7 @@ def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFram
     replicas = [replicate_config(config, seed) for seed in config.replicate_seeds]
     for replica in replicas:
         train.run_training(replica, force=force, features_of=config)
-        cams.run_cam_stage(replica, force=force)
+        cams.run_cam_stage(replica, force=force, samples_of=config)
     paths = RunPaths.of(config)
     inputs = [paths.true_positives] + [RunPaths.of(c).cams(arch, epoch) for c in (config, *replicas)
                                        for arch in config.architectures for epoch in config.compared_epochs]

@@ -358,6 +358,8 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
         set_phase(model, phase, config.bn_frozen_in_ft)
         reused = (shared_features(features_of, arch, index, description)
                   if features_of and phase == "transfer" else None)
+        if reused:
+            log.info("%s: frozen features of %s reused", arch, features_of.run_dir)
         with device.strategy.scope():
             source = EpochSource(config, arch, index, model, cached and phase == "transfer", reused)
             compile_for(source.trainer, config.lr_tl if phase == "transfer" else config.lr_ft, device.xla)

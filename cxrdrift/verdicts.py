@@ -14,7 +14,7 @@ import pandas as pd
 from . import findings, inference
 from .artifacts import RunPaths, is_current, read_json, stamp, write_json
 from .config import RunConfig
-from .drift import METHOD_LABELS, METRIC_LABELS, PAPER_DEPTH, class_weights, load_compared_rows
+from .drift import METHOD_LABELS, PAPER_DEPTH, class_weights, load_compared_rows
 from .evidence import (MAIN, THRESHOLDS, TOP_SHARES, alpha_setting, depth_setting, kept_count_weights, load_evidence,
                        threshold_setting, top_setting)
 
@@ -207,6 +207,34 @@ def support_sentence(result: pd.DataFrame) -> str:
                    "chapter 8 measures their noise floor).")
 
 
+def seed_table(config: RunConfig) -> pd.DataFrame:
+    """Each training seed's own Table 3: seed, method, arch and the class-weighted mean of each of
+    the paper's four metrics over the compared images (the run's setting)."""
+    from .drift import weighted_means
+    from .metrics import DRIFT_METRICS
+
+    evidence = load_evidence(config)
+    evidence = evidence[evidence["depth"] == PAPER_DEPTH]
+    return weighted_means(evidence, ["seed", "method", "arch"], DRIFT_METRICS, class_weights(config))
+
+
+def seed_rankings(config: RunConfig, metric: str = "overlap_iou") -> pd.DataFrame:
+    """Per method, each order of the architectures by `metric` (most stable first) that some seed
+    gives, with the seeds that give it: method, order, seeds (a list), count, share."""
+    from .drift import ranking
+
+    table = seed_table(config).melt(id_vars=["seed", "method", "arch"], var_name="metric", value_name="mean")
+    if metric == "spatial_displacement":  # less displacement is more stable
+        table["mean"] = -table["mean"]
+    orders = [{"seed": seed, "method": method, "order": " > ".join(order)}
+              for seed, part in table.groupby("seed") for method, order in ranking(part, metric).items()]
+    frame = pd.DataFrame(orders, columns=["seed", "method", "order"])
+    grouped = frame.groupby(["method", "order"], sort=False)["seed"].apply(sorted).rename("seeds").reset_index()
+    grouped["count"] = grouped["seeds"].map(len)
+    grouped["share"] = grouped["count"] / frame["seed"].nunique()
+    return grouped.sort_values(["method", "count"], ascending=[True, False], kind="stable").reset_index(drop=True)
+
+
 def write_verdicts(config: RunConfig, force: bool = False) -> pd.DataFrame:
     """Write tables/verdicts.json — the verdicts, their sensitivity and every cell's baselines, one
     JSON a pipeline can read — unless its stamp (the evidence, the ceiling, the bootstrap's size and
@@ -234,4 +262,4 @@ def load_verdicts(config: RunConfig) -> dict[str, pd.DataFrame]:
 __all__ = ["KEPT_WEIGHTS", "COARSE_GRID", "BASELINE_METRICS", "verdict_table", "sensitivity_settings",
            "sensitivity_table", "sensitivity_rows", "holds_in", "interaction_table", "slope_table", "support_table",
            "support_sentence", "outcome_table", "baseline_table", "baseline_table_wide", "grid_of",
-           "write_verdicts", "load_verdicts"]
+           "seed_table", "seed_rankings", "write_verdicts", "load_verdicts"]

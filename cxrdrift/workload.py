@@ -52,9 +52,8 @@ def image_passes(config: RunConfig, *, pretraining: bool = True, mapped: int | N
                 rows.append(_row(arch, seed, "frozen epochs", config.epochs_tl * (sizes["train"] + evaluated)))
             rows.append(_row(arch, seed, "fine-tuning", config.epochs_ft * (tuned + evaluated),
                              config.epochs_ft * tuned))
-            images = main_mapped if seed == "main" else sizes["test"]  # replicates map every test image
-            epochs = cam_epochs if seed == "main" else 2
-            rows.append(_row(arch, seed, "maps", epochs * images, epochs * images))
+            epochs = cam_epochs if seed == "main" else 2  # replicates map the main run's compared images
+            rows.append(_row(arch, seed, "maps", epochs * main_mapped, epochs * main_mapped))
         if config.randomization_check:
             rows.append(_row(arch, "main", "randomization ceiling", main_mapped, main_mapped))
         if arch == audited:  # both checkpoints on every test image, the randomized copy on a sample

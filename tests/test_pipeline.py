@@ -12,7 +12,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from cxrdrift import book, config as cfg, pipeline
+from cxrdrift import book, config as cfg, evidence, pipeline, replicates, verdicts
 from cxrdrift.artifacts import RunPaths, read_npz
 from cxrdrift.data import CLASSES
 from cxrdrift.models import EARLIER_LAYERS, TARGET_LAYERS
@@ -177,3 +177,15 @@ def test_a_finished_run_is_skipped_stage_by_stage_and_a_change_redoes_exactly_wh
     assert rewritten(before) == {"cams/ResNet50V2/epoch_03.npz", "drift.parquet", "localization.parquet",
                                  "randomization.parquet", "trajectory.parquet", "evidence.parquet",
                                  "tables/verdicts.json"}
+
+    # a replicate trains from the same pre-trained weights on the main run's frozen features, and
+    # the evidence, the verdicts and the seed tables then hold both seeds
+    seeded = config.replace(threshold=0.4, replicate_seeds=(1,))
+    pipeline.run_all(seeded)
+    replica = RunPaths.of(replicates.replicate_config(seeded, 1))
+    assert all(f"{arch}: frozen features of {run} reused" in replica.training_log.read_text()
+               for arch in seeded.architectures)
+    assert set(evidence.load_evidence(seeded)["seed"]) == {0, 1}
+    assert verdicts.load_verdicts(seeded)["verdicts"]["n_seeds"].max() == 2
+    assert (verdicts.seed_rankings(seeded).groupby("method")["count"].sum() == 2).all()
+    assert len(replicates.floor_excess(seeded)) == len(seeded.cam_methods) * len(seeded.architectures) * 4

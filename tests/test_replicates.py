@@ -10,12 +10,12 @@ from cxrdrift.artifacts import RunPaths, write_npz
 from cxrdrift.cams import postprocess
 
 
-def test_replicate_config_keeps_data_and_pretraining_and_maps_every_image():
+def test_replicate_config_keeps_data_pretraining_and_samples():
     main = cfg.profile("demo", seed=3, replicate_seeds="5,6")
     replica = replicates.replicate_config(main, 5)
     assert replica.seed == 5 and replica.pretrain_seed == 3 and replica.replicate_seeds == ()
     assert replica.run_dir == "runs/demo/replicates/seed_5" and replica.data_dir == "runs/demo/data"
-    assert replica.cam_samples == "all" and replica.cam_epoch_list() == main.compared_epochs
+    assert replica.cam_samples == main.cam_samples and replica.cam_epoch_list() == main.compared_epochs
     assert not replica.ground_truth and not replica.randomization_check
     assert replica.image_size == main.image_size and replica.lr_ft == main.lr_ft
     with pytest.raises(cfg.ConfigError, match="differ from seed"):
@@ -35,10 +35,12 @@ def test_floor_compares_the_main_run_with_each_replicate(tmp_path, monkeypatch):
             replica_raw[arch, epoch] = {m: rng.random((len(ids), 3, 3)).astype(np.float32) for m in METHODS}
             write_npz(RunPaths.of(replica).cams(arch, epoch), {"sample_id": np.array(ids), **replica_raw[arch, epoch]})
     trained = []
-    monkeypatch.setattr(train, "run_training", lambda c, force=False, features_of=None: trained.append(c))
-    monkeypatch.setattr(cams, "run_cam_stage", lambda c, force=False: trained.append(c))
+    monkeypatch.setattr(train, "run_training",
+                        lambda c, force=False, features_of=None: trained.append((c.run_dir, features_of.run_dir)))
+    monkeypatch.setattr(cams, "run_cam_stage",
+                        lambda c, force=False, samples_of=None: trained.append((c.run_dir, samples_of.run_dir)))
     frame = replicates.run_noise_floor_stage(config)
-    assert [c.run_dir for c in trained] == [replica.run_dir] * 2
+    assert trained == [(replica.run_dir, config.run_dir)] * 2  # the main run's features and compared images
     kept = drift.mapped_samples(config)["sample_id"].tolist()
     assert len(frame) == len(ARCHS) * len(METHODS) * 2 * len(kept) and set(frame["seed"]) == {1}
     sid = kept[2]

@@ -285,3 +285,30 @@ def test_the_other_alpha_convention_comes_from_the_same_formula_with_the_flag_fl
         expected = cams.gradcampp_map(activations, gradients, alpha_norm=not alpha_norm).numpy()
         np.testing.assert_allclose(other, expected)
         assert not np.allclose(other, cams.gradcampp_map(activations, gradients, alpha_norm=alpha_norm).numpy())
+
+
+def test_seed_rankings_count_the_seeds_that_give_each_order(monkeypatch):
+    from cxrdrift import config as cfg
+
+    config = cfg.profile("smoke")
+    orders = {0: (0.8, 0.6, 0.9), 1: (0.81, 0.6, 0.9), 2: (0.9, 0.6, 0.8)}  # IoU of ARCHS per seed, LayerCAM
+    rows = [pd.DataFrame({"seed": seed, "depth": "target", "method": method, "arch": arch,
+                          "sample_id": ["a", "b"], "label": ["Normal", "COVID-19"],
+                          "overlap_iou": [iou, iou], "pattern_correlation": 0.5, "concentration_change": 0.0,
+                          "spatial_displacement": [1 - iou, 1 - iou]})
+            for seed, ious in orders.items() for method in ("layercam", "gradcampp")
+            for arch, iou in zip(ARCHS, ious if method == "layercam" else (0.5, 0.7, 0.6))]
+    monkeypatch.setattr(verdicts, "load_evidence", lambda c: pd.concat(rows, ignore_index=True))
+    monkeypatch.setattr(verdicts, "class_weights", lambda c: WEIGHTS)
+    table = verdicts.seed_table(config)
+    assert table.query("seed == 2 and method == 'layercam' and arch == 'DenseNet201'")["overlap_iou"].item() == \
+        pytest.approx(0.9)
+    ranked = verdicts.seed_rankings(config)
+    layercam = ranked[ranked["method"] == "layercam"]
+    assert layercam["order"].tolist() == ["InceptionV3 > DenseNet201 > ResNet50V2",
+                                          "DenseNet201 > InceptionV3 > ResNet50V2"]
+    assert layercam["seeds"].tolist() == [[0, 1], [2]] and layercam["share"].tolist() == pytest.approx([2 / 3, 1 / 3])
+    gradcampp = ranked[ranked["method"] == "gradcampp"]
+    assert gradcampp["order"].tolist() == ["ResNet50V2 > InceptionV3 > DenseNet201"] and gradcampp["count"].item() == 3
+    # displacement: less is more stable, so the order is the IoU order here
+    assert verdicts.seed_rankings(config, "spatial_displacement")["order"].tolist() == ranked["order"].tolist()
