@@ -127,7 +127,7 @@ def main() -> int:
             found, features_of = measure(args, arch, setting, val, images, features_of)
             rows += found
             keras.backend.clear_session()
-            progress.message(pd.DataFrame(found).round(3).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+            progress.message(pd.DataFrame(found).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "dose.csv"
@@ -136,7 +136,7 @@ def main() -> int:
     merged = table if previous is None else pd.concat([previous, table]).drop_duplicates(keys, keep="last")
     merged.to_csv(path, index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(table.round(3).to_string(index=False))
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return 0
 
 

@@ -340,9 +340,9 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": {
         "profile": "paper",
         # Beyond the paper (chapter 08): maps of every checkpoint, for drift across all epochs, and
-        # a second training run with another seed, for the noise floor.
+        # two more training runs with other seeds, for the noise floor and the verdicts' training noise.
         "cam_epochs": "all",
-        "replicate_seeds": (1,),
+        "replicate_seeds": (1, 2),
     },
     # Synthetic radiographs, built-in pre-training, small images: the whole book on a 2-core CPU.
     # The frozen phase keeps the paper's 10 epochs compared at epoch 8: with cached backbone

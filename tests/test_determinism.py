@@ -85,10 +85,10 @@ def test_inceptionv3_finetuning_built_after_other_models_is_bit_identical():
     _assert_same(weights, again)
 
 
+# InceptionV3 takes the float32 path, ResNet50V2 the bfloat16 one (rebuilt in float32 afterwards).
 # Not DenseNet201: it names its layers and sums at most two gradients, as ResNet50V2 does, and its
 # repeat cost more than three minutes of the suite's time.
-@pytest.mark.parametrize("arch, precision", [("ResNet50V2", "float32"), ("InceptionV3", "float32"),
-                                             ("ResNet50V2", "mixed_bfloat16")])
+@pytest.mark.parametrize("arch, precision", [("InceptionV3", "float32"), ("ResNet50V2", "mixed_bfloat16")])
 def test_pretraining_again_after_other_models_is_bit_identical(tmp_path, monkeypatch, arch, precision):
     from cxrdrift.pretrain import PretrainSpec, pretrain_backbone
 

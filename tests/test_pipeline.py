@@ -186,6 +186,5 @@ def test_a_finished_run_is_skipped_stage_by_stage_and_a_change_redoes_exactly_wh
     assert all(f"{arch}: frozen features of {run} reused" in replica.training_log.read_text()
                for arch in seeded.architectures)
     assert set(evidence.load_evidence(seeded)["seed"]) == {0, 1}
-    assert verdicts.load_verdicts(seeded)["verdicts"]["n_seeds"].max() == 2
     assert (verdicts.seed_rankings(seeded).groupby("method")["count"].sum() == 2).all()
     assert len(replicates.floor_excess(seeded)) == len(seeded.cam_methods) * len(seeded.architectures) * 4
