@@ -103,6 +103,7 @@ def floor_excess(config: RunConfig, level: float = 0.95) -> pd.DataFrame | None:
         return None
     late = floor[floor["epoch"] == config.late_epoch]
     phase = load_drift(config)
+    weights = class_weights(config)
     rows = []
     for (method, arch), cell in phase.groupby(["method", "arch"], sort=False):
         seeds = late[(late["method"] == method) & (late["arch"] == arch)]
@@ -111,7 +112,6 @@ def floor_excess(config: RunConfig, level: float = 0.95) -> pd.DataFrame | None:
             paired = cell.assign(phase=change(metric, cell[metric]).to_numpy(),
                                  floor=per_image.reindex(cell["sample_id"]).to_numpy())
             difference = paired["phase"] - paired["floor"]
-            weights = class_weights(config)
             summary = summarize(difference.to_numpy(), paired["label"].to_numpy(), weights,
                                 config.bootstrap_samples, config.seed, level)
             means = {name: summarize(paired[name].to_numpy(), paired["label"].to_numpy(), weights).mean
