@@ -71,19 +71,18 @@ def alpha_setting(config: RunConfig) -> str:
     return "alpha not normalized" if config.alpha_norm else "alpha normalized"
 
 
-def _base_columns(early: np.ndarray, late: np.ndarray, partner_late: np.ndarray,
+def _base_columns(early: metrics.PreparedMaps, late: metrics.PreparedMaps, partner_late: metrics.PreparedMaps,
                   threshold: float) -> dict[str, np.ndarray]:
     """The suite, its chance level and both salient areas of one chunk of aligned maps
-    (partner_late: the partners' later maps, NaN where an image has no partner)."""
+    (partner_late: the partners' later maps, degenerate where an image has no partner)."""
     suite = metrics.drift_metrics(early, late, threshold)
     chance = metrics.drift_metrics(early, partner_late, threshold)
     return {**suite, **{f"chance_{name}": chance[name] for name in CHANCE_METRICS},
-            "area_early": np.atleast_1d(metrics.salient_area(early, threshold)),
-            "area_late": np.atleast_1d(metrics.salient_area(late, threshold))}
+            "area_early": metrics.salient_area(early, threshold), "area_late": metrics.salient_area(late, threshold)}
 
 
-def _setting_rows(early: np.ndarray, late: np.ndarray, partner_late: np.ndarray, threshold: float,
-                  depth: str) -> dict[str, dict[str, np.ndarray]]:
+def _setting_rows(early: metrics.PreparedMaps, late: metrics.PreparedMaps, partner_late: metrics.PreparedMaps,
+                  threshold: float, depth: str) -> dict[str, dict[str, np.ndarray]]:
     """Setting name -> columns, for one chunk of aligned maps."""
     base = _base_columns(early, late, partner_late, threshold)
     if depth != PAPER_DEPTH:
@@ -96,6 +95,22 @@ def _setting_rows(early: np.ndarray, late: np.ndarray, partner_late: np.ndarray,
         settings[top_setting(share)] = {**base, "overlap_iou": metrics.top_share_overlap(early, late, share),
                                         "chance_overlap_iou": metrics.top_share_overlap(early, partner_late, share)}
     return settings
+
+
+def _chunk_maps(config: RunConfig, run: RunConfig, arch: str, method: str, depth: str, chunk: pd.DataFrame,
+                partners: np.ndarray, partner_ids: np.ndarray
+                ) -> tuple[metrics.PreparedMaps, metrics.PreparedMaps, metrics.PreparedMaps]:
+    """The chunk's earlier and later maps and its partners' later maps (taken from the chunk's own
+    when every partner lies in it, as all do when the compared images fit in one chunk)."""
+    early, late = (metrics.PreparedMaps(epoch_maps(run, arch, method, epoch, chunk["sample_id"], depth))
+                   for epoch in config.compared_epochs)
+    no_partner = partners < 0
+    inside = pd.Index(chunk["sample_id"].astype(str)).get_indexer(partner_ids.astype(str))
+    if (inside[~no_partner] >= 0).all():
+        return early, late, late.take(np.maximum(inside, 0), invalid=no_partner)
+    partner_late = epoch_maps(run, arch, method, config.late_epoch, partner_ids, depth)
+    partner_late[no_partner] = np.nan
+    return early, late, metrics.PreparedMaps(partner_late)
 
 
 def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
@@ -116,20 +131,13 @@ def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
                     for start in range(0, len(samples), CHUNK):
                         chunk = samples.iloc[start:start + CHUNK]
                         chunk_partners = partners[start:start + CHUNK], partner_ids[start:start + CHUNK]
-
-                        def maps_of(stored: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-                            early, late = (epoch_maps(run, arch, stored, epoch, chunk["sample_id"], depth)
-                                           for epoch in config.compared_epochs)
-                            partner_late = epoch_maps(run, arch, stored, config.late_epoch, chunk_partners[1], depth)
-                            partner_late[chunk_partners[0] < 0] = np.nan
-                            return early, late, partner_late
-
-                        maps = maps_of(method)
-                        settings = _setting_rows(*maps, config.threshold, depth)
+                        settings = _setting_rows(*_chunk_maps(config, run, arch, method, depth, chunk, *chunk_partners),
+                                                 config.threshold, depth)
                         if other_alpha and depth == PAPER_DEPTH:
                             settings[alpha_setting(config)] = (
-                                _base_columns(*maps_of(OTHER_ALPHA), config.threshold) if method == "gradcampp"
-                                else settings[MAIN])
+                                _base_columns(*_chunk_maps(config, run, arch, OTHER_ALPHA, depth, chunk,
+                                                           *chunk_partners), config.threshold)
+                                if method == "gradcampp" else settings[MAIN])
                         for setting, columns in settings.items():
                             parts.append(pd.DataFrame({"setting": setting, "seed": run.seed, "depth": depth,
                                                        "method": method, "arch": arch,

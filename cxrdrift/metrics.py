@@ -3,7 +3,8 @@ class-weighted aggregation with its bootstrap interval (definitions: DESIGN.md, 
 
 No I/O here. Every drift metric takes two post-processed maps `a` (earlier epoch) and `b` (later
 epoch), either one (H, W) pair (returns a float) or a batch (N, H, W) (returns an (N,) array),
-computed without a Python loop over samples.
+computed without a Python loop over samples; `PreparedMaps` of them do as well and are checked
+and ranked only once however many metrics they enter.
 
 Degenerate maps give NaN, never a number: a map is degenerate when it holds a non-finite value
 (`cams.postprocess` turns flat maps into NaN) or when its max - min < 1e-12 (flat, including
@@ -12,7 +13,7 @@ all-zero). A pair is scored only when both maps are non-degenerate.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -135,25 +136,91 @@ def true_positive_mask(predictions: pd.DataFrame, architectures: Sequence[str],
 
 # -- drift metrics -----------------------------------------------------------------------------
 
-def _as_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """(N, H, W) float64 copies with degenerate maps zeroed, the valid-pair mask, and whether
-    the input was a single (H, W) pair."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise MetricInputError(f"maps to compare must share a shape; got {a.shape} and {b.shape}")
-    if a.ndim not in (2, 3) or a.shape[-1] == 0 or a.shape[-2] == 0:
-        raise MetricInputError(f"maps must be (H, W) or (N, H, W) with H, W >= 1; got {a.shape}")
-    single = a.ndim == 2
-    if single:
-        a, b = a[None], b[None]
-    with np.errstate(invalid="ignore"):
-        if (a < 0).any() or (b < 0).any():
-            raise MetricInputError("maps must be non-negative (post-process them to [0, 1] first)")
-    valid = _non_degenerate(a) & _non_degenerate(b)
-    a = np.where(valid[:, None, None], a, 0.0)
-    b = np.where(valid[:, None, None], b, 0.0)
-    return a, b, valid, single
+class PreparedMaps:
+    """(N, H, W) maps checked once (shape, sign, degeneracy), with each per-map quantity the pair
+    metrics need (centres of mass, entropies, centred pixels and ranks, salient regions) computed
+    on first use and kept.
+
+    Every metric accepts these in place of arrays. A set compared several times (the earlier
+    maps against the later ones and against their chance partners, under several thresholds) is
+    so validated, ranked and thresholded once; `take` gives a subset or reordering of the rows
+    (the partners) with what was computed already.
+    """
+
+    def __init__(self, maps: np.ndarray):
+        maps = np.asarray(maps, dtype=np.float64)
+        if maps.ndim not in (2, 3) or maps.shape[-1] == 0 or maps.shape[-2] == 0:
+            raise MetricInputError(f"maps must be (H, W) or (N, H, W) with H, W >= 1; got {maps.shape}")
+        self.shape = maps.shape
+        self.single = maps.ndim == 2
+        maps = maps[None] if self.single else maps
+        with np.errstate(invalid="ignore"):
+            if (maps < 0).any():
+                raise MetricInputError("maps must be non-negative (post-process them to [0, 1] first)")
+        self.valid = _non_degenerate(maps)
+        self.maps = np.where(self.valid[:, None, None], maps, 0.0)  # degenerate maps zeroed: no NaN warnings
+        self._cache: dict[tuple, Any] = {}
+
+    def take(self, rows: np.ndarray, invalid: np.ndarray | None = None) -> PreparedMaps:
+        """The maps at positions `rows` (an (M,) index), those where `invalid` is True marked
+        degenerate, with everything computed so far."""
+        rows = np.asarray(rows, dtype=np.intp)
+        taken = object.__new__(PreparedMaps)
+        taken.single, taken.shape = False, (len(rows), *self.maps.shape[1:])
+        taken.valid = self.valid[rows] & (True if invalid is None else ~np.asarray(invalid, dtype=bool))
+        taken.maps = self.maps[rows]
+        taken._cache = {key: tuple(part[rows] for part in value) if isinstance(value, tuple) else value[rows]
+                        for key, value in self._cache.items()}
+        return taken
+
+    def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def centre_of_mass(self) -> np.ndarray:
+        return self._cached(("centre",), lambda: centre_of_mass(self.maps))
+
+    def entropy(self) -> np.ndarray:
+        return self._cached(("entropy",), lambda: entropy(self.maps))
+
+    def centred(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each flattened map minus its mean, and the norm of that."""
+        return self._cached(("centred",), lambda: _centre(_flat(self.maps)))
+
+    def centred_ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each map's pixel ranks (ties averaged) minus their mean, and the norm of that."""
+        return self._cached(("ranks",), lambda: _centre(rankdata(_flat(self.maps), axis=1) if len(self.maps)
+                                                        else _flat(self.maps)))
+
+    def region(self, threshold: float) -> np.ndarray:
+        """The salient regions m >= threshold."""
+        return self._cached(("region", threshold), lambda: self.maps >= threshold)
+
+    def top_region(self, share: float) -> np.ndarray:
+        """Each map's top `share` of pixels: m >= its own (1 - share) quantile."""
+        def compute() -> np.ndarray:
+            if not len(self.maps):
+                return np.zeros(self.maps.shape, dtype=bool)
+            return self.maps >= np.quantile(_flat(self.maps), 1.0 - share, axis=1)[:, None, None]
+        return self._cached(("top", share), compute)
+
+
+def prepare(maps: np.ndarray | PreparedMaps) -> PreparedMaps:
+    """`maps` as PreparedMaps (checked once); prepared maps come back as they are."""
+    return maps if isinstance(maps, PreparedMaps) else PreparedMaps(maps)
+
+
+Maps = np.ndarray | PreparedMaps
+
+
+def _pair(a: Maps, b: Maps) -> tuple[PreparedMaps, PreparedMaps, np.ndarray, bool]:
+    """Both sets prepared, the valid-pair mask, and whether a single (H, W) pair was given."""
+    shape_a, shape_b = (x.shape if isinstance(x, PreparedMaps) else np.shape(x) for x in (a, b))
+    if shape_a != shape_b:
+        raise MetricInputError(f"maps to compare must share a shape; got {shape_a} and {shape_b}")
+    a, b = prepare(a), prepare(b)
+    return a, b, a.valid & b.valid, a.single
 
 
 def _non_degenerate(maps: np.ndarray) -> np.ndarray:
@@ -166,6 +233,11 @@ def _non_degenerate(maps: np.ndarray) -> np.ndarray:
 def _flat(maps: np.ndarray) -> np.ndarray:
     """(N, H·W) view of (N, H, W) maps, also for N = 0 (where reshape cannot infer -1)."""
     return maps.reshape(maps.shape[0], maps.shape[1] * maps.shape[2])
+
+
+def _centre(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    centred = rows - rows.mean(axis=1, keepdims=True)
+    return centred, np.sqrt((centred * centred).sum(axis=1))
 
 
 def _result(values: np.ndarray, valid: np.ndarray, single: bool) -> np.ndarray | float:
@@ -190,74 +262,69 @@ def centre_of_mass(maps: np.ndarray) -> np.ndarray:
     return np.stack([_safe_divide(rows, mass), _safe_divide(cols, mass)], axis=1)
 
 
-def spatial_displacement(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+def spatial_displacement(a: Maps, b: Maps) -> np.ndarray | float:
     """Distance between the maps' centres of mass divided by the image diagonal sqrt(H² + W²)."""
-    a, b, valid, single = _as_pairs(a, b)
-    height, width = a.shape[1:]
-    shift = np.linalg.norm(centre_of_mass(a) - centre_of_mass(b), axis=1)
+    a, b, valid, single = _pair(a, b)
+    height, width = a.maps.shape[1:]
+    shift = np.linalg.norm(a.centre_of_mass() - b.centre_of_mass(), axis=1)
     return _result(shift / np.hypot(height, width), valid, single)
 
 
-def overlap_iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndarray | float:
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold <= 1.0:
+        raise MetricInputError(f"threshold={threshold} must lie in [0, 1]")
+
+
+def _region_iou(region_a: np.ndarray, region_b: np.ndarray) -> np.ndarray:
+    inter = (region_a & region_b).sum(axis=(1, 2))
+    union = (region_a | region_b).sum(axis=(1, 2))
+    return _safe_divide(inter.astype(float), union.astype(float))
+
+
+def overlap_iou(a: Maps, b: Maps, threshold: float = 0.5) -> np.ndarray | float:
     """|A ∩ B| / |A ∪ B| of the regions m >= threshold.
 
     Both regions empty gives NaN: the overlap of two empty sets is undefined, and scoring it 1
     (or 0) would invent agreement (or disagreement) that the maps do not show. It cannot happen
     for min-max-normalized maps with threshold <= 1 (their maximum is 1), only for raw input.
     """
-    if not 0.0 <= threshold <= 1.0:
-        raise MetricInputError(f"threshold={threshold} must lie in [0, 1]")
-    a, b, valid, single = _as_pairs(a, b)
-    region_a, region_b = a >= threshold, b >= threshold
-    inter = (region_a & region_b).sum(axis=(1, 2))
-    union = (region_a | region_b).sum(axis=(1, 2))
-    return _result(_safe_divide(inter.astype(float), union.astype(float)), valid, single)
+    _check_threshold(threshold)
+    a, b, valid, single = _pair(a, b)
+    return _result(_region_iou(a.region(threshold), b.region(threshold)), valid, single)
 
 
-def pattern_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+def _pearson(x: tuple[np.ndarray, np.ndarray], y: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Pearson r of each row pair from centred rows and their norms, NaN where a row is constant."""
+    (dx, norm_x), (dy, norm_y) = x, y
+    return np.clip(_safe_divide((dx * dy).sum(axis=1), norm_x * norm_y), -1.0, 1.0)
+
+
+def pattern_correlation(a: Maps, b: Maps) -> np.ndarray | float:
     """Pearson r of the flattened maps (NaN when either map is constant)."""
-    a, b, valid, single = _as_pairs(a, b)
-    return _result(_row_pearson(_flat(a), _flat(b)), valid, single)
+    a, b, valid, single = _pair(a, b)
+    return _result(_pearson(a.centred(), b.centred()), valid, single)
 
 
-def _row_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson r of each row pair of (N, P) arrays, NaN where a row is constant."""
-    dx = x - x.mean(axis=1, keepdims=True)
-    dy = y - y.mean(axis=1, keepdims=True)
-    den = np.sqrt((dx * dx).sum(axis=1) * (dy * dy).sum(axis=1))
-    return np.clip(_safe_divide((dx * dy).sum(axis=1), den), -1.0, 1.0)
-
-
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+def rank_correlation(a: Maps, b: Maps) -> np.ndarray | float:
     """Spearman's rho of the flattened maps: Pearson r of their pixel ranks (ties averaged)."""
-    a, b, valid, single = _as_pairs(a, b)
-    if not len(a):
-        return _result(np.zeros(0), valid, single)
-    return _result(_row_pearson(rankdata(_flat(a), axis=1), rankdata(_flat(b), axis=1)), valid, single)
+    a, b, valid, single = _pair(a, b)
+    return _result(_pearson(a.centred_ranks(), b.centred_ranks()), valid, single)
 
 
-def salient_area(maps: np.ndarray, threshold: float = 0.5) -> np.ndarray | float:
+def salient_area(maps: Maps, threshold: float = 0.5) -> np.ndarray | float:
     """Share of pixels with m >= threshold, the region overlap IoU compares; NaN for a degenerate map."""
-    maps = np.asarray(maps, dtype=np.float64)
-    single = maps.ndim == 2
-    maps = maps[None] if single else maps
-    valid = _non_degenerate(maps)
-    area = (np.where(valid[:, None, None], maps, 0.0) >= threshold).mean(axis=(1, 2))
-    return _result(area, valid, single)
+    _check_threshold(threshold)
+    maps = prepare(maps)
+    return _result(maps.region(threshold).mean(axis=(1, 2)), maps.valid, maps.single)
 
 
-def top_share_overlap(a: np.ndarray, b: np.ndarray, share: float) -> np.ndarray | float:
+def top_share_overlap(a: Maps, b: Maps, share: float) -> np.ndarray | float:
     """IoU of each map's top `share` of pixels (its own (1 − share) quantile as the threshold): an
     overlap with no fixed threshold, whose regions have the same area in both maps."""
     if not 0.0 < share <= 1.0:
         raise MetricInputError(f"share={share} must lie in (0, 1]")
-    a, b, valid, single = _as_pairs(a, b)
-    cut_a = np.quantile(_flat(a), 1.0 - share, axis=1)[:, None, None] if len(a) else np.zeros((0, 1, 1))
-    cut_b = np.quantile(_flat(b), 1.0 - share, axis=1)[:, None, None] if len(b) else np.zeros((0, 1, 1))
-    region_a, region_b = a >= cut_a, b >= cut_b
-    inter = (region_a & region_b).sum(axis=(1, 2))
-    union = (region_a | region_b).sum(axis=(1, 2))
-    return _result(_safe_divide(inter.astype(float), union.astype(float)), valid, single)
+    a, b, valid, single = _pair(a, b)
+    return _result(_region_iou(a.top_region(share), b.top_region(share)), valid, single)
 
 
 def expected_iou(p: np.ndarray | float, q: np.ndarray | float) -> np.ndarray | float:
@@ -268,14 +335,16 @@ def expected_iou(p: np.ndarray | float, q: np.ndarray | float) -> np.ndarray | f
     return float(out) if out.ndim == 0 else out
 
 
-def adjusted_iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndarray | float:
+def adjusted_iou(a: Maps, b: Maps, threshold: float = 0.5) -> np.ndarray | float:
     """(IoU − E[IoU | areas]) / (1 − E[IoU | areas]): 0 for the overlap two unrelated regions of
     these areas give, 1 for identical regions, negative for less overlap than chance; NaN when
     both regions cover the whole image (no room for chance to differ from agreement)."""
+    _check_threshold(threshold)
+    a, b, _, single = _pair(a, b)
     iou = np.atleast_1d(overlap_iou(a, b, threshold))
     chance = np.atleast_1d(expected_iou(salient_area(a, threshold), salient_area(b, threshold)))
     adjusted = _safe_divide(iou - chance, 1.0 - chance)
-    return float(adjusted[0]) if np.asarray(a).ndim == 2 else adjusted
+    return float(adjusted[0]) if single else adjusted
 
 
 def entropy(maps: np.ndarray) -> np.ndarray:
@@ -291,15 +360,16 @@ def entropy(maps: np.ndarray) -> np.ndarray:
     return np.where(mass[:, 0] > 0, out, np.nan)
 
 
-def concentration_change(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+def concentration_change(a: Maps, b: Maps) -> np.ndarray | float:
     """H(b) - H(a) in nats: positive when the later map is more diffuse, negative when more
     concentrated."""
-    a, b, valid, single = _as_pairs(a, b)
-    return _result(entropy(b) - entropy(a), valid, single)
+    a, b, valid, single = _pair(a, b)
+    return _result(b.entropy() - a.entropy(), valid, single)
 
 
-def drift_metrics(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
+def drift_metrics(a: Maps, b: Maps, threshold: float = 0.5) -> dict[str, np.ndarray]:
     """The metric suite (SUITE_METRICS: the paper's four, then the extras) of (N, H, W) pairs, by name."""
+    a, b, _, _ = _pair(a, b)
     return {
         "spatial_displacement": spatial_displacement(a, b),
         "overlap_iou": overlap_iou(a, b, threshold),
@@ -441,6 +511,6 @@ def summarize(values: Sequence[float], labels: Sequence[str], weights: Mapping[s
 __all__ = ["DRIFT_METRICS", "EXTRA_METRICS", "SUITE_METRICS", "MIN_BOOTSTRAP", "MetricInputError", "predictive_metrics", "true_positive_mask",
            "correct_column", "logit_columns", "centre_of_mass", "entropy", "spatial_displacement",
            "overlap_iou", "pattern_correlation", "concentration_change", "rank_correlation", "salient_area",
-           "expected_iou", "adjusted_iou", "top_share_overlap", "drift_metrics",
+           "expected_iou", "adjusted_iou", "top_share_overlap", "drift_metrics", "PreparedMaps", "prepare",
            "energy_inside", "region_precision",
            "WeightedSummary", "weighted_summary", "bootstrap_ci", "summarize"]

@@ -107,6 +107,29 @@ def test_batch_equals_single_pairs_and_reference_implementations():
     assert isinstance(M.overlap_iou(a[0], b[0]), float)
 
 
+def test_prepared_maps_give_the_same_values_and_taken_rows_the_same_bits():
+    rng = np.random.default_rng(3)
+    a, b = rng.random((8, 9, 11)) ** 3, rng.random((8, 9, 11)) ** 3
+    a[1] = 0.0  # degenerate
+    b[4] = np.nan
+    prepared_a, prepared_b = M.PreparedMaps(a), M.PreparedMaps(b)
+    from_arrays = M.drift_metrics(a, b, threshold=0.3)
+    from_prepared = M.drift_metrics(prepared_a, prepared_b, threshold=0.3)
+    for name in M.SUITE_METRICS:
+        np.testing.assert_array_equal(from_prepared[name], from_arrays[name])
+    np.testing.assert_array_equal(M.top_share_overlap(prepared_a, prepared_b, 0.2), M.top_share_overlap(a, b, 0.2))
+    # rows taken after their ranks, regions and centres were computed (the chance partners)
+    rows, no_partner = np.array([5, 0, 0, 7, 2, 3, 6, 1]), np.arange(8) == 6
+    taken = prepared_b.take(rows, invalid=no_partner)
+    expected_b = b[rows].copy()
+    expected_b[no_partner] = np.nan
+    again = M.drift_metrics(a, expected_b, threshold=0.3)
+    for name in M.SUITE_METRICS:
+        np.testing.assert_array_equal(M.drift_metrics(prepared_a, taken, threshold=0.3)[name], again[name])
+    np.testing.assert_array_equal(M.top_share_overlap(prepared_a, taken, 0.2), M.top_share_overlap(a, expected_b, 0.2))
+    assert np.isnan(M.pattern_correlation(prepared_a, taken)[[1, 6]]).all()
+
+
 def test_bad_map_input_is_a_clear_error():
     with pytest.raises(M.MetricInputError, match="share a shape"):
         M.overlap_iou(np.ones((3, 4)), np.ones((4, 3)))
@@ -114,6 +137,10 @@ def test_bad_map_input_is_a_clear_error():
         M.pattern_correlation(-np.eye(3), np.eye(3))
     with pytest.raises(M.MetricInputError, match="threshold"):
         M.overlap_iou(np.eye(3), np.eye(3), threshold=1.5)
+    with pytest.raises(M.MetricInputError, match="share a shape"):
+        M.rank_correlation(M.PreparedMaps(np.eye(3)), np.ones((2, 3, 3)))
+    with pytest.raises(M.MetricInputError, match=r"\(H, W\) or \(N, H, W\)"):
+        M.PreparedMaps(np.ones(5))
 
 
 # -- aggregation --------------------------------------------------------------------------------
