@@ -534,24 +534,23 @@ def alpha_norm_table(config: RunConfig, epoch: int | None = None, samples: int =
     """How far Grad-CAM++ with and without alpha normalization lies from LayerCAM, per
     architecture, on the first `samples` mapped test images at `epoch` (default: the later
     compared one): the largest absolute difference of post-processed maps, and the share of maps
-    that differ by more than 1e-4 anywhere; no rows when no test image is mapped."""
+    that differ by more than 1e-4 anywhere; no rows when no test image is mapped. Read from the
+    CAM files, which hold Grad-CAM++ under both conventions (`stored_methods`)."""
     epoch = config.late_epoch if epoch is None else epoch
-    rows = cam_samples(config, data.prepare(config).split("test")).head(samples)
     size = (config.image_size, config.image_size)
     records = []
-    for arch in config.architectures if len(rows) else ():  # no mapped image: nothing to compare
-        model = build_model(arch, config.image_size, None)
-        model.load_weights(RunPaths.of(config).weights(arch, epoch))
-        images = np.concatenate(list(data.make_dataset(rows, preprocess_input(arch), config.image_size, config.cam_batch_size,
-                                                       with_labels=False).as_numpy_iterator()))
-        layer, labels = _target_layer(arch), rows["label_index"].to_numpy()
-        plain = compute_cams(model, images, labels, layer, ("layercam", "gradcampp"))
-        normed = compute_cams(model, images, labels, layer, ("gradcampp",), alpha_norm=True)
-        layercam = postprocess(plain["layercam"], size)
-        for form, maps in (("alpha_norm=False", plain["gradcampp"]), ("alpha_norm=True", normed["gradcampp"])):
-            difference = np.abs(postprocess(maps, size) - layercam).max(axis=(1, 2))
+    for arch in config.architectures:
+        cams_file, where = load_cams(config, arch, epoch), f"cams/{arch}/epoch_{epoch:02d}.npz"
+        if not len(cams_file["sample_id"]):  # no mapped image: nothing to compare
+            continue
+        layercam = postprocess(_method_maps(cams_file, "layercam", where)[:samples], size)
+        forms = {config.alpha_norm: _method_maps(cams_file, "gradcampp", where),
+                 not config.alpha_norm: _method_maps(cams_file, OTHER_ALPHA, where)}
+        for normalized in (False, True):
+            difference = np.abs(postprocess(forms[normalized][:samples], size) - layercam).max(axis=(1, 2))
             scored = difference[np.isfinite(difference)]  # degenerate maps are NaN
-            records.append({"arch": arch, "epoch": epoch, "Grad-CAM++ form": form, "maps scored": len(scored),
+            records.append({"arch": arch, "epoch": epoch, "Grad-CAM++ form": f"alpha_norm={normalized}",
+                            "maps scored": len(scored),
                             "max |Grad-CAM++ − LayerCAM|": scored.max() if len(scored) else np.nan,
                             "share differing > 1e-4": (scored > 1e-4).mean() if len(scored) else np.nan})
     return pd.DataFrame(records, columns=["arch", "epoch", "Grad-CAM++ form", "maps scored",
