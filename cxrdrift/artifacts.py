@@ -238,6 +238,10 @@ class RunPaths:
     def cams(self, arch: str, epoch: int) -> Path:
         return self.root / "cams" / arch / f"epoch_{epoch:02d}.npz"
 
+    def randomized_maps(self, arch: str) -> Path:
+        """The raw maps of the late checkpoint with its top re-initialized (`cxrdrift.randomization`)."""
+        return self.root / "randomization" / f"{arch}.npz"
+
 
 def write_config(config: RunConfig, extra: Mapping[str, Any] | None = None) -> Path:
     """Write `<run_dir>/config.json`: the resolved config plus facts found while running

@@ -276,6 +276,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "cams": ("cam_methods", "cam_layers", "alpha_norm", "image_size"),
     "drift": (*_MAPPED, "cam_layers", "early_epoch", "late_epoch"),
     "localization": (*_MAPPED, "cam_layers", "cam_epochs", "early_epoch", "late_epoch"),
+    "randomized_maps": ("cam_methods", "image_size", "late_epoch", "alpha_norm", "seed"),
     "randomization": (*_MAPPED, "late_epoch", "alpha_norm", "seed"),
     "trajectory": (*_MAPPED, "cam_epochs", "early_epoch", "late_epoch"),
     "noise_floor": (*_MAPPED, "early_epoch", "late_epoch", "replicate_seeds"),

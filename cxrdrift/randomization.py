@@ -5,15 +5,18 @@ So the late checkpoint is copied, its head and the last stage of its backbone (e
 `PREVIOUS_BLOCK` up to the target layer) are re-initialized at random, and the maps of that model
 are compared with the late checkpoint's own maps by the four drift metrics. A metric whose
 fine-tuning drift comes close to this ceiling cannot distinguish fine-tuning from randomization.
-Stage: the late checkpoints and their maps -> `randomization.parquet`, shaped like drift.parquet.
+Stage: the late checkpoints and their maps -> the randomized copies' raw maps
+(`randomization/<arch>.npz`, which a changed threshold leaves current) -> `randomization.parquet`,
+shaped like drift.parquet.
 """
 from __future__ import annotations
 
 import keras
+import numpy as np
 import pandas as pd
 
 from . import data, progress
-from .artifacts import RunPaths, is_current, stamp, write_parquet
+from .artifacts import RunPaths, fingerprint, is_current, read_npz, stamp, write_npz, write_parquet
 from .cams import cam_samples, fused_pass, postprocess
 from .config import RunConfig
 from .drift import drift_means, drift_rows, epoch_maps, load_compared_rows, load_drift
@@ -54,10 +57,34 @@ def randomize_top(model: keras.Model, arch: str, seed: int) -> list[str]:
     return changed
 
 
+def randomized_maps(config: RunConfig, arch: str, samples: pd.DataFrame, force: bool = False) -> dict[str, np.ndarray]:
+    """Raw maps per method of `samples` (rows of the test split) from the late checkpoint of
+    `arch` with its top randomized: read from `randomization/<arch>.npz` when its stamp (the
+    checkpoint, the images, the fields that change a map; never the threshold) is current, else
+    computed and written there."""
+    paths = RunPaths.of(config)
+    target, weights = paths.randomized_maps(arch), paths.weights(arch, config.late_epoch)
+    sample_ids = samples["sample_id"].to_numpy(dtype=str)
+    expected = stamp(config, "randomized_maps", [weights], arch=arch,
+                     images=fingerprint(dict(zip(sample_ids, samples["path"].astype(str)))))
+    if not force and is_current(target, expected):
+        return {method: array for method, array in read_npz(target).items() if method != "sample_id"}
+    model = build_model(arch, config.image_size, None)
+    model.load_weights(weights)
+    randomize_top(model, arch, config.seed + 1)  # not the seed training initialized the head with
+    batches = data.make_dataset(samples, preprocess_input(arch), config.image_size, config.cam_batch_size,
+                                with_labels=True)
+    shown = progress.bar(-(-len(samples) // config.cam_batch_size), f"CAMs {arch} randomized top",
+                         unit="batch", iterable=batches.as_numpy_iterator())
+    maps = fused_pass(model, TARGET_LAYERS[arch]).run(shown, config.cam_methods, config.alpha_norm)
+    write_npz(target, {"sample_id": sample_ids, **maps}, stamp=expected)
+    return maps
+
+
 def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFrame | None:
     """Write `randomization.parquet`: arch, method, sample_id, label, kept, the four drift metrics
-    between the late checkpoint's maps and those of its randomized copy, and the degenerate flags;
-    None, and nothing written, when `randomization_check` is off."""
+    between the late checkpoint's maps and those of its randomized copy (`randomized_maps`), and
+    the degenerate flags; None, and nothing written, when `randomization_check` is off."""
     if not config.randomization_check:
         return None
     paths = RunPaths.of(config)
@@ -67,24 +94,17 @@ def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFr
                if not path.exists()]
     if missing:
         raise RandomizationError(f"{missing[0]} is missing: run training and the CAM stage first")
-    expected = stamp(config, "randomization", inputs)
+    samples = cam_samples(config, data.run_index(config).split("test")).reset_index(drop=True)
+    maps = {arch: randomized_maps(config, arch, samples, force) for arch in config.architectures}
+    expected = stamp(config, "randomization", inputs + [paths.randomized_maps(arch) for arch in config.architectures])
     if not force and is_current(paths.randomization, expected):
         return pd.read_parquet(paths.randomization)
-    index = data.run_index(config)
-    samples = cam_samples(config, index.split("test")).reset_index(drop=True)
     size = (config.image_size, config.image_size)
     parts = []
     for arch in config.architectures:
-        model = build_model(arch, config.image_size, None)
-        model.load_weights(paths.weights(arch, late))
-        randomize_top(model, arch, config.seed + 1)  # not the seed training initialized the head with
-        batches = data.make_dataset(samples, preprocess_input(arch), config.image_size, config.cam_batch_size, with_labels=True)
-        shown = progress.bar(-(-len(samples) // config.cam_batch_size), f"CAMs {arch} randomized top",
-                             unit="batch", iterable=batches.as_numpy_iterator())
-        maps = fused_pass(model, TARGET_LAYERS[arch]).run(shown, config.cam_methods, config.alpha_norm)
         for method in config.cam_methods:
             trained = epoch_maps(config, arch, method, late, samples["sample_id"])
-            values = drift_rows(trained, postprocess(maps[method], size), config.threshold)
+            values = drift_rows(trained, postprocess(maps[arch][method], size), config.threshold)
             parts.append(pd.concat([pd.DataFrame({"arch": arch, "method": method}, index=values.index),
                                     samples[["sample_id", "label"]], values], axis=1))
     kept = pd.read_parquet(paths.true_positives).set_index("sample_id")["kept"]

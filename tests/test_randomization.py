@@ -75,6 +75,16 @@ def test_stage_compares_late_maps_with_the_randomized_copy(tmp_path):
     figure = beyond.plot_ceiling(ceiling)
     assert len(figure.axes) == len(config.cam_methods) * len(metrics.DRIFT_METRICS)
 
+    # another threshold scores the stored randomized maps again without mapping them again
+    maps_written = paths.randomized_maps("ResNet50V2").stat().st_mtime_ns
+    rescored = randomization.run_randomization_stage(config.replace(threshold=0.3))
+    assert paths.randomized_maps("ResNet50V2").stat().st_mtime_ns == maps_written
+    assert paths.randomization.stat().st_mtime_ns != stamp
+    assert not rescored["overlap_iou"].equals(frame["overlap_iou"])
+    pd.testing.assert_frame_equal(rescored, randomization.run_randomization_stage(config.replace(threshold=0.3),
+                                                                                  force=True))
+    assert paths.randomized_maps("ResNet50V2").stat().st_mtime_ns != maps_written  # force maps again
+
 
 def test_stage_names_what_is_missing(tmp_path):
     config = profile("smoke", run_dir=str(tmp_path / "run"), architectures=["ResNet50V2"])
