@@ -8,12 +8,14 @@ randomization ceiling (the later model with its top re-initialized). Images stre
 tf.data; what is kept per image is its low-resolution raw maps and its metric values.
 
 Outputs in the audit directory: `images.parquet` (one row per image and method), `ceiling.parquet`,
-`maps.npz` (raw maps, for the report's overlays), `summary.json` (what a pipeline reads; its
+`maps.npz` (raw maps and logits, for the report's overlays and for a later audit of the same
+models, images and map settings, which scores them again without a model pass), `summary.json` (what a pipeline reads; its
 `statistics` are what `--fail-if` tests) and, from `audit_report`, `figures/` and `report.html`.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import operator
 import re
@@ -24,8 +26,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import audit_data, audit_models, baselines, metrics
-from .artifacts import RunPaths, write_json, write_npz, write_parquet
+from . import audit_data, audit_models, baselines, metrics, progress
+from .artifacts import RunPaths, fingerprint, is_current, read_npz, write_json, write_npz, write_parquet
 from .cams import FusedCamPass, check_methods, postprocess
 from .config import CAM_METHODS, CLASSES, RunConfig
 from .models import TARGET_LAYERS
@@ -146,6 +148,43 @@ def stream_maps(passes: Mapping[str, FusedCamPass], ceiling: FusedCamPass | None
                     for role, per in raw.items()},
             "logits": {role: np.concatenate(parts) for role, parts in logits.items()},
             "explained": np.concatenate(explained)}
+
+
+def _passes(models: Mapping[str, Any], path: str, settings: AuditSettings
+            ) -> tuple[dict[str, FusedCamPass], FusedCamPass | None]:
+    """The fused passes of both models and of the ceiling's randomized copy (None without one)."""
+    passes = {role: FusedCamPass(model, path, features=audit_models.feature_model(model, path))
+              for role, model in models.items()}
+    if not settings.ceiling_images:
+        return passes, None
+    ceiling_model = audit_models.randomized_copy(models["after"], path, settings.seed + 1)
+    return passes, FusedCamPass(ceiling_model, path, features=audit_models.feature_model(ceiling_model, path))
+
+
+def _maps_stamp(models: Mapping[str, Any], frame: pd.DataFrame, path: str, size: int, target: str,
+                preprocess: str, classes: Sequence[str], settings: AuditSettings) -> str:
+    """What the streamed maps and logits depend on: both models (architecture and weights), the
+    images' names and contents, the layer, input and target, and the settings that change a map
+    (not the threshold, the bootstrap or the report's)."""
+    shaping = ("methods", "batch_size", "alpha_norm", "seed", "ceiling_images")
+    return json.dumps({"models": {role: audit_models.digest(model) for role, model in models.items()},
+                       "images": fingerprint(dict(zip(frame["sample_id"].astype(str), frame["path"].astype(str)))),
+                       "layer": path, "size": size, "target": target, "preprocess": preprocess,
+                       "classes": list(classes), "settings": {name: getattr(settings, name) for name in shaping}},
+                      sort_keys=True)
+
+
+def _stored_stream(maps_file: Path, expected: str, settings: AuditSettings) -> dict[str, Any] | None:
+    """The maps, logits and explained classes an earlier audit of the same models, images and
+    map settings left in `maps_file`, or None."""
+    if not is_current(maps_file, expected):
+        return None
+    stored = read_npz(maps_file)
+    progress.message(f"maps of the earlier audit in {maps_file.parent} reused (same models, images and settings)")
+    return {"raw": {role: {method: stored.get(f"{role}.{method}") for method in settings.methods}
+                    for role in ("before", "after", "ceiling")},
+            "logits": {role: stored[f"logits.{role}"] for role in ("before", "after")},
+            "explained": stored["explained"]}
 
 
 def _metric_rows(early_raw: np.ndarray, late_raw: np.ndarray, size: int, threshold: float,
@@ -291,13 +330,11 @@ def run_audit(before: str | Path, after: str | Path, data_dir: str | Path, out: 
     frame = images.frame.drop(index=skipped).reset_index(drop=True)
     if frame.empty:
         raise AuditError(f"none of the {len(images.frame)} images in {images.root} can be decoded")
-    passes = {role: FusedCamPass(model, path, features=audit_models.feature_model(model, path))
-              for role, model in models.items()}
-    ceiling_model = (audit_models.randomized_copy(models["after"], path, settings.seed + 1)
-                     if settings.ceiling_images else None)
-    ceiling = (FusedCamPass(ceiling_model, path, features=audit_models.feature_model(ceiling_model, path))
-               if ceiling_model is not None else None)
-    streamed = stream_maps(passes, ceiling, frame, transform, size, target, settings)
+    out = Path(out)
+    maps_stamp = _maps_stamp(models, frame, path, size, target, preprocess, images.classes, settings)
+    streamed = _stored_stream(out / "maps.npz", maps_stamp, settings)
+    if streamed is None:
+        streamed = stream_maps(*_passes(models, path, settings), frame, transform, size, target, settings)
 
     frame["explained"] = np.asarray(images.classes)[streamed["explained"]]
     for role in ("before", "after"):
@@ -338,12 +375,13 @@ def run_audit(before: str | Path, after: str | Path, data_dir: str | Path, out: 
                    identical=audit_models.identical(models["before"], models["after"]),
                    settings=dataclasses.asdict(settings), class_weights=weights)
     summary["statistics"] = flat_statistics(summary, settings.primary_method)
-    out = Path(out)
     write_parquet(out / "images.parquet", table)
     write_parquet(out / "ceiling.parquet", ceiling_table)
     write_npz(out / "maps.npz", {"sample_id": frame["sample_id"].to_numpy(str),
                                  **{f"{role}.{method}": array for role, per in raw.items()
-                                    for method, array in per.items() if array is not None}})
+                                    for method, array in per.items() if array is not None},
+                                 **{f"logits.{role}": array for role, array in streamed["logits"].items()},
+                                 "explained": streamed["explained"]}, stamp=maps_stamp)
     write_json(out / "summary.json", _jsonable(summary))
     result = AuditResult(out, summary)
     if report:

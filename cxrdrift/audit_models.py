@@ -9,6 +9,7 @@ fused pass reaches layers that `model.get_layer` cannot.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import warnings
 import zipfile
 from pathlib import Path
@@ -232,6 +233,16 @@ def check_pair(before: keras.Model, after: keras.Model) -> None:
         raise AuditModelError(f"the models differ in their layers: {len(sig_a)} before, {len(sig_b)} after")
 
 
+def digest(model: keras.Model) -> str:
+    """A hash of `model`'s architecture (its JSON) and weights: the same for the same model saved
+    again, whatever the file's bytes (a `.keras` file records when it was saved)."""
+    hashed = hashlib.sha256(model.to_json().encode())
+    for weight in model.get_weights():
+        hashed.update(f"{weight.dtype}{weight.shape}".encode())
+        hashed.update(np.ascontiguousarray(weight).tobytes())
+    return hashed.hexdigest()
+
+
 def identical(before: keras.Model, after: keras.Model) -> bool:
     """True when every weight of the two models is equal."""
     return all(np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights()))
@@ -287,5 +298,5 @@ def export_checkpoint(arch: str, image_size: int, weights: Path, target: Path, n
 
 
 __all__ = ["PREPROCESSING", "STUDY_PREPROCESSING", "export_checkpoint", "AuditModelError", "load_model",
-           "preprocessing", "input_size", "walk", "spatial_layers", "default_layer", "layer_path", "feature_model", "check_pair", "identical",
+           "preprocessing", "input_size", "walk", "spatial_layers", "default_layer", "layer_path", "feature_model", "check_pair", "digest", "identical",
            "randomized_copy"]

@@ -3,6 +3,7 @@ the gate's exit codes, bad inputs, identical models on unlabelled images, and th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -199,6 +200,31 @@ def test_bad_input_is_one_line_and_exit_2(files, capsys, overrides, extra, messa
     assert cli.main(argv) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("cxrdrift: error: ") and message in err
+
+
+def test_a_second_audit_with_another_threshold_scores_the_stored_maps(files, tmp_path, monkeypatch) -> None:
+    settings = audit.AuditSettings(n_boot=20, methods=("layercam", "gradcampp"), ceiling_images=5)
+    audit.run_audit(files["before"], files["after"], files["data"], tmp_path / "again", settings=settings, report=False)
+    stricter = dataclasses.replace(settings, threshold=0.7)
+    fresh = audit.run_audit(files["before"], files["after"], files["data"], tmp_path / "fresh", settings=stricter,
+                            report=False)
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the maps were computed again")
+
+    monkeypatch.setattr(audit, "stream_maps", no_pass)
+    reused = audit.run_audit(files["before"], files["after"], files["data"], tmp_path / "again", settings=stricter,
+                             report=False)
+    for name in ("images.parquet", "ceiling.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again" / name), pd.read_parquet(tmp_path / "fresh" / name))
+    assert reused.summary["statistics"] == fresh.summary["statistics"]
+    # a map setting, or another model, maps again
+    with pytest.raises(AssertionError, match="computed again"):
+        audit.run_audit(files["before"], files["after"], files["data"], tmp_path / "again",
+                        settings=dataclasses.replace(stricter, alpha_norm=True), report=False)
+    with pytest.raises(AssertionError, match="computed again"):
+        audit.run_audit(files["after"], files["after"], files["data"], tmp_path / "again", settings=stricter,
+                        report=False)
 
 
 def test_identical_models_on_unlabelled_images(files, tmp_path) -> None:
