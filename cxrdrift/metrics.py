@@ -144,7 +144,7 @@ class PreparedMaps:
     Every metric accepts these in place of arrays. A set compared several times (the earlier
     maps against the later ones and against their chance partners, under several thresholds) is
     so validated, ranked and thresholded once; `take` gives a subset or reordering of the rows
-    (the partners) with what was computed already.
+    (the chance partners) that shares those computations.
     """
 
     def __init__(self, maps: np.ndarray):
@@ -160,49 +160,55 @@ class PreparedMaps:
         self.valid = _non_degenerate(maps)
         self.maps = np.where(self.valid[:, None, None], maps, 0.0)  # degenerate maps zeroed: no NaN warnings
         self._cache: dict[tuple, Any] = {}
+        self._source: tuple[PreparedMaps, np.ndarray] | None = None  # set by `take`
 
     def take(self, rows: np.ndarray, invalid: np.ndarray | None = None) -> PreparedMaps:
         """The maps at positions `rows` (an (M,) index), those where `invalid` is True marked
-        degenerate, with everything computed so far."""
+        degenerate. What either set computes later is computed once, on these maps, and indexed."""
         rows = np.asarray(rows, dtype=np.intp)
         taken = object.__new__(PreparedMaps)
         taken.single, taken.shape = False, (len(rows), *self.maps.shape[1:])
         taken.valid = self.valid[rows] & (True if invalid is None else ~np.asarray(invalid, dtype=bool))
         taken.maps = self.maps[rows]
-        taken._cache = {key: tuple(part[rows] for part in value) if isinstance(value, tuple) else value[rows]
-                        for key, value in self._cache.items()}
+        taken._cache, taken._source = {}, (self, rows)
         return taken
 
-    def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+    def _cached(self, key: tuple, compute: Callable[[np.ndarray], Any]) -> Any:
+        """compute(maps), once; for taken rows, the rows of what their source computes."""
         if key not in self._cache:
-            self._cache[key] = compute()
+            if self._source is None:
+                self._cache[key] = compute(self.maps)
+            else:
+                source, rows = self._source
+                value = source._cached(key, compute)
+                self._cache[key] = tuple(part[rows] for part in value) if isinstance(value, tuple) else value[rows]
         return self._cache[key]
 
     def centre_of_mass(self) -> np.ndarray:
-        return self._cached(("centre",), lambda: centre_of_mass(self.maps))
+        return self._cached(("centre",), centre_of_mass)
 
     def entropy(self) -> np.ndarray:
-        return self._cached(("entropy",), lambda: entropy(self.maps))
+        return self._cached(("entropy",), entropy)
 
     def centred(self) -> tuple[np.ndarray, np.ndarray]:
         """Each flattened map minus its mean, and the norm of that."""
-        return self._cached(("centred",), lambda: _centre(_flat(self.maps)))
+        return self._cached(("centred",), lambda maps: _centre(_flat(maps)))
 
     def centred_ranks(self) -> tuple[np.ndarray, np.ndarray]:
         """Each map's pixel ranks (ties averaged) minus their mean, and the norm of that."""
-        return self._cached(("ranks",), lambda: _centre(rankdata(_flat(self.maps), axis=1) if len(self.maps)
-                                                        else _flat(self.maps)))
+        return self._cached(("ranks",), lambda maps: _centre(rankdata(_flat(maps), axis=1) if len(maps)
+                                                             else _flat(maps)))
 
     def region(self, threshold: float) -> np.ndarray:
         """The salient regions m >= threshold."""
-        return self._cached(("region", threshold), lambda: self.maps >= threshold)
+        return self._cached(("region", threshold), lambda maps: maps >= threshold)
 
     def top_region(self, share: float) -> np.ndarray:
         """Each map's top `share` of pixels: m >= its own (1 - share) quantile."""
-        def compute() -> np.ndarray:
-            if not len(self.maps):
-                return np.zeros(self.maps.shape, dtype=bool)
-            return self.maps >= np.quantile(_flat(self.maps), 1.0 - share, axis=1)[:, None, None]
+        def compute(maps: np.ndarray) -> np.ndarray:
+            if not len(maps):
+                return np.zeros(maps.shape, dtype=bool)
+            return maps >= np.quantile(_flat(maps), 1.0 - share, axis=1)[:, None, None]
         return self._cached(("top", share), compute)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import entropy as scipy_entropy
-from scipy.stats import pearsonr
+from scipy.stats import pearsonr, rankdata
 from sklearn.metrics import roc_auc_score
 
 from cxrdrift import metrics as M
@@ -107,7 +107,7 @@ def test_batch_equals_single_pairs_and_reference_implementations():
     assert isinstance(M.overlap_iou(a[0], b[0]), float)
 
 
-def test_prepared_maps_give_the_same_values_and_taken_rows_the_same_bits():
+def test_prepared_maps_give_the_same_values_and_taken_rows_the_same_bits(monkeypatch):
     rng = np.random.default_rng(3)
     a, b = rng.random((8, 9, 11)) ** 3, rng.random((8, 9, 11)) ** 3
     a[1] = 0.0  # degenerate
@@ -128,6 +128,15 @@ def test_prepared_maps_give_the_same_values_and_taken_rows_the_same_bits():
         np.testing.assert_array_equal(M.drift_metrics(prepared_a, taken, threshold=0.3)[name], again[name])
     np.testing.assert_array_equal(M.top_share_overlap(prepared_a, taken, 0.2), M.top_share_overlap(a, expected_b, 0.2))
     assert np.isnan(M.pattern_correlation(prepared_a, taken)[[1, 6]]).all()
+    # rows taken first: what they compute is computed on their source, once for both
+    ranked = []
+    monkeypatch.setattr(M, "rankdata", lambda x, axis: ranked.append(len(x)) or rankdata(x, axis=axis))
+    source = M.PreparedMaps(b)
+    taken_first = source.take(rows, invalid=no_partner)
+    for name in M.SUITE_METRICS:
+        np.testing.assert_array_equal(M.drift_metrics(prepared_a, taken_first, threshold=0.3)[name], again[name])
+    np.testing.assert_array_equal(M.rank_correlation(prepared_a, source), from_arrays["rank_correlation"])
+    assert ranked == [8]  # the source's maps, ranked once; prepared_a's ranks were there already
 
 
 def test_bad_map_input_is_a_clear_error():
