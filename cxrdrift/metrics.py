@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.special import softmax
+from scipy.special import entr, softmax
 from scipy.stats import rankdata
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score, roc_auc_score
 
@@ -148,7 +148,10 @@ class PreparedMaps:
     """
 
     def __init__(self, maps: np.ndarray):
-        maps = np.asarray(maps, dtype=np.float64)
+        given = np.asarray(maps)
+        # float32 maps (what cams.postprocess gives) are ranked in float32: the same order and ties
+        self._rank_dtype = np.float32 if given.dtype == np.float32 else np.float64
+        maps = given.astype(np.float64)
         if maps.ndim not in (2, 3) or maps.shape[-1] == 0 or maps.shape[-2] == 0:
             raise MetricInputError(f"maps must be (H, W) or (N, H, W) with H, W >= 1; got {maps.shape}")
         self.shape = maps.shape
@@ -169,7 +172,7 @@ class PreparedMaps:
         taken = object.__new__(PreparedMaps)
         taken.single, taken.shape = False, (len(rows), *self.maps.shape[1:])
         taken.valid = self.valid[rows] & (True if invalid is None else ~np.asarray(invalid, dtype=bool))
-        taken.maps = self.maps[rows]
+        taken.maps, taken._rank_dtype = self.maps[rows], self._rank_dtype
         taken._cache, taken._source = {}, (self, rows)
         return taken
 
@@ -196,8 +199,10 @@ class PreparedMaps:
 
     def centred_ranks(self) -> tuple[np.ndarray, np.ndarray]:
         """Each map's pixel ranks (ties averaged) minus their mean, and the norm of that."""
-        return self._cached(("ranks",), lambda maps: _centre(rankdata(_flat(maps), axis=1) if len(maps)
-                                                             else _flat(maps)))
+        def compute(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            flat = _flat(maps)
+            return _centre(rankdata(flat.astype(self._rank_dtype), axis=1) if len(flat) else flat)
+        return self._cached(("ranks",), compute)
 
     def region(self, threshold: float) -> np.ndarray:
         """The salient regions m >= threshold."""
@@ -356,14 +361,9 @@ def adjusted_iou(a: Maps, b: Maps, threshold: float = 0.5) -> np.ndarray | float
 def entropy(maps: np.ndarray) -> np.ndarray:
     """Shannon entropy in nats of each (H, W) map seen as a distribution p = m / sum m, with
     0 ln 0 = 0; NaN for a zero-mass map."""
-    maps = np.asarray(maps, dtype=np.float64)
-    flat = _flat(maps)
+    flat = _flat(np.asarray(maps, dtype=np.float64))
     mass = flat.sum(axis=1, keepdims=True)
-    p = _safe_divide(flat, mass)
-    plogp = np.zeros_like(p)
-    np.multiply(p, np.log(p, out=np.zeros_like(p), where=p > 0), out=plogp, where=p > 0)
-    out = -plogp.sum(axis=1)
-    return np.where(mass[:, 0] > 0, out, np.nan)
+    return np.where(mass[:, 0] > 0, entr(_safe_divide(flat, mass)).sum(axis=1), np.nan)
 
 
 def concentration_change(a: Maps, b: Maps) -> np.ndarray | float:
