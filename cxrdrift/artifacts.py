@@ -194,6 +194,10 @@ class RunPaths:
         return self.root / "evidence.parquet"
 
     @property
+    def evidence_threshold_free(self) -> Path:
+        return self.root / "evidence_threshold_free.parquet"
+
+    @property
     def tables(self) -> Path:
         return self.root / "tables"
 

@@ -280,6 +280,8 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "randomization": (*_MAPPED, "late_epoch", "alpha_norm", "seed"),
     "trajectory": (*_MAPPED, "cam_epochs", "early_epoch", "late_epoch"),
     "noise_floor": (*_MAPPED, "early_epoch", "late_epoch", "replicate_seeds"),
+    "evidence_threshold_free": (*(f for f in _MAPPED if f != "threshold"), "cam_layers", "early_epoch", "late_epoch",
+                                "replicate_seeds", "seed"),
     "evidence": (*_MAPPED, "cam_layers", "early_epoch", "late_epoch", "replicate_seeds", "seed"),
     "verdicts": ("bootstrap_samples", "seed", "threshold"),
 }

@@ -5,7 +5,8 @@ Stage: the compared epochs' maps -> `evidence.parquet`, one row per (setting, se
 sample) with the metric suite (`metrics.SUITE_METRICS`), both maps' salient areas, and the chance
 level of each metric (`chance_<metric>`: the same metric between the image's earlier map and the
 later map of another image of its class, `baselines.shuffled_partners`, one draw for every cell
-and seed so that the baseline stays paired too).
+and seed so that the baseline stays paired too). The columns no threshold decides are kept in
+`evidence_threshold_free.parquet` too, so that another threshold recomputes only the others.
 
 Settings: "main" (the run's threshold at the paper's layer), the IoU threshold at each of
 THRESHOLDS, a threshold-free overlap (the top k % of each map's pixels, TOP_SHARES), Grad-CAM++
@@ -16,7 +17,9 @@ against its epoch-late map) of the main run's compared images.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,15 +28,18 @@ from . import baselines, metrics
 from .artifacts import RunPaths, is_current, stamp, write_parquet
 from .config import RunConfig
 from .cams import OTHER_ALPHA
-from .drift import CHUNK, PAPER_DEPTH, class_weights, depths, epoch_maps, load_true_positives, mapped_samples
+from .drift import CHUNK, PAPER_DEPTH, DriftError, class_weights, depths, epoch_maps, load_true_positives, mapped_samples
 
 MAIN = "main"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 TOP_SHARES = (0.05, 0.10, 0.20)
 CHANCE_METRICS = ("spatial_displacement", "overlap_iou", "pattern_correlation", "rank_correlation",
                   "adjusted_iou")
-COLUMNS = ["setting", "seed", "depth", "method", "arch", "sample_id", "label", *metrics.SUITE_METRICS,
-           *(f"chance_{name}" for name in CHANCE_METRICS), "area_early", "area_late"]
+KEYS = ["setting", "seed", "depth", "method", "arch", "sample_id", "label"]
+COLUMNS = [*KEYS, *metrics.SUITE_METRICS, *(f"chance_{name}" for name in CHANCE_METRICS), "area_early", "area_late"]
+# The suite's metrics that no threshold decides (overlap and adjusted overlap are the others).
+FREE_METRICS = {"spatial_displacement": metrics.spatial_displacement, "pattern_correlation": metrics.pattern_correlation,
+                "concentration_change": metrics.concentration_change, "rank_correlation": metrics.rank_correlation}
 
 
 def threshold_setting(threshold: float) -> str:
@@ -71,22 +77,36 @@ def alpha_setting(config: RunConfig) -> str:
     return "alpha not normalized" if config.alpha_norm else "alpha normalized"
 
 
-def _base_columns(early: metrics.PreparedMaps, late: metrics.PreparedMaps, partner_late: metrics.PreparedMaps,
-                  threshold: float) -> dict[str, np.ndarray]:
-    """The suite, its chance level and both salient areas of one chunk of aligned maps
-    (partner_late: the partners' later maps, degenerate where an image has no partner)."""
-    suite = metrics.drift_metrics(early, late, threshold)
-    chance = metrics.drift_metrics(early, partner_late, threshold)
-    return {**suite, **{f"chance_{name}": chance[name] for name in CHANCE_METRICS},
+def _free_columns(early: metrics.PreparedMaps, late: metrics.PreparedMaps, partner_late: metrics.PreparedMaps
+                  ) -> dict[str, np.ndarray]:
+    """The suite's metrics that need no threshold and their chance levels, for one chunk of aligned
+    maps (partner_late: the partners' later maps, degenerate where an image has no partner)."""
+    pairs = {"": late, "chance_": partner_late}
+    return {f"{prefix}{name}": function(early, other) for prefix, other in pairs.items()
+            for name, function in FREE_METRICS.items() if prefix == "" or name in CHANCE_METRICS}
+
+
+def _bound_columns(early: metrics.PreparedMaps, late: metrics.PreparedMaps, partner_late: metrics.PreparedMaps,
+                   threshold: float) -> dict[str, np.ndarray]:
+    """The columns a threshold decides: both overlaps with their chance levels and both maps'
+    salient areas."""
+    return {"overlap_iou": metrics.overlap_iou(early, late, threshold),
+            "adjusted_iou": metrics.adjusted_iou(early, late, threshold),
+            "chance_overlap_iou": metrics.overlap_iou(early, partner_late, threshold),
+            "chance_adjusted_iou": metrics.adjusted_iou(early, partner_late, threshold),
             "area_early": metrics.salient_area(early, threshold), "area_late": metrics.salient_area(late, threshold)}
 
 
-def _setting_rows(early: metrics.PreparedMaps, late: metrics.PreparedMaps, partner_late: metrics.PreparedMaps,
-                  threshold: float, depth: str) -> dict[str, dict[str, np.ndarray]]:
-    """Setting name -> columns, for one chunk of aligned maps."""
-    base = _base_columns(early, late, partner_late, threshold)
-    if depth != PAPER_DEPTH:
-        return {depth_setting(depth): base}
+def _free_settings(early: metrics.PreparedMaps, late: metrics.PreparedMaps, partner_late: metrics.PreparedMaps,
+                   base: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Setting name -> threshold-free columns at the paper's layer: the same in every setting."""
+    return {name: base for name in (MAIN, *map(threshold_setting, THRESHOLDS), *map(top_setting, TOP_SHARES))}
+
+
+def _bound_settings(early: metrics.PreparedMaps, late: metrics.PreparedMaps, partner_late: metrics.PreparedMaps,
+                    base: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Setting name -> the overlap columns at the paper's layer: the overlap at each fixed
+    threshold and of each top share in place of the run's own."""
     settings = {MAIN: base}
     for tau in THRESHOLDS:
         settings[threshold_setting(tau)] = {**base, "overlap_iou": metrics.overlap_iou(early, late, tau),
@@ -113,14 +133,11 @@ def _chunk_maps(config: RunConfig, run: RunConfig, arch: str, method: str, depth
     return early, late, metrics.PreparedMaps(partner_late)
 
 
-def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
-    """Write `evidence.parquet` (see the module docstring) and return it."""
-    paths = RunPaths.of(config)
-    expected = stamp(config, "evidence", _inputs(config))
-    if not force and is_current(paths.evidence, expected):
-        return pd.read_parquet(paths.evidence)
-    samples = mapped_samples(config)
-    partners = baselines.shuffled_partners(samples["label"].to_numpy(), config.seed)
+def _columns(config: RunConfig, samples: pd.DataFrame, partners: np.ndarray,
+             base_of: Callable[..., dict[str, np.ndarray]], settings_of: Callable[..., dict[str, dict[str, np.ndarray]]]
+             ) -> pd.DataFrame:
+    """One row per (setting, seed, depth, method, arch, sample) with the columns `base_of` (the
+    run's setting) and `settings_of` (the paper's layer's other settings) compute from the maps."""
     partner_ids = samples["sample_id"].to_numpy()[np.maximum(partners, 0)]
     other_alpha = _has_other_alpha(config)
     parts = []
@@ -131,19 +148,47 @@ def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
                     for start in range(0, len(samples), CHUNK):
                         chunk = samples.iloc[start:start + CHUNK]
                         chunk_partners = partners[start:start + CHUNK], partner_ids[start:start + CHUNK]
-                        settings = _setting_rows(*_chunk_maps(config, run, arch, method, depth, chunk, *chunk_partners),
-                                                 config.threshold, depth)
-                        if other_alpha and depth == PAPER_DEPTH:
-                            settings[alpha_setting(config)] = (
-                                _base_columns(*_chunk_maps(config, run, arch, OTHER_ALPHA, depth, chunk,
-                                                           *chunk_partners), config.threshold)
-                                if method == "gradcampp" else settings[MAIN])
+                        maps = _chunk_maps(config, run, arch, method, depth, chunk, *chunk_partners)
+                        base = base_of(*maps)
+                        if depth != PAPER_DEPTH:
+                            settings = {depth_setting(depth): base}
+                        else:
+                            settings = settings_of(*maps, base)
+                            if other_alpha:
+                                settings[alpha_setting(config)] = (
+                                    base_of(*_chunk_maps(config, run, arch, OTHER_ALPHA, depth, chunk, *chunk_partners))
+                                    if method == "gradcampp" else base)
                         for setting, columns in settings.items():
                             parts.append(pd.DataFrame({"setting": setting, "seed": run.seed, "depth": depth,
                                                        "method": method, "arch": arch,
                                                        "sample_id": chunk["sample_id"].to_numpy(),
                                                        "label": chunk["label"].to_numpy(), **columns}))
-    frame = pd.concat(parts, ignore_index=True)[COLUMNS] if parts else pd.DataFrame(columns=COLUMNS)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=KEYS)
+
+
+def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
+    """Write `evidence.parquet` (see the module docstring) and return it. The columns no threshold
+    decides are kept apart in `evidence_threshold_free.parquet`, whose stamp leaves the threshold
+    out: a changed threshold recomputes only the overlaps and areas (of every setting: they are
+    cheap once the maps are loaded)."""
+    paths = RunPaths.of(config)
+    inputs = _inputs(config)
+    expected = stamp(config, "evidence", inputs)
+    if not force and is_current(paths.evidence, expected):
+        return pd.read_parquet(paths.evidence)
+    samples = mapped_samples(config)
+    partners = baselines.shuffled_partners(samples["label"].to_numpy(), config.seed)
+    free_stamp = stamp(config, "evidence_threshold_free", inputs)
+    if not force and is_current(paths.evidence_threshold_free, free_stamp):
+        free = pd.read_parquet(paths.evidence_threshold_free)
+    else:
+        free = _columns(config, samples, partners, _free_columns, _free_settings)
+        write_parquet(paths.evidence_threshold_free, free, stamp=free_stamp)
+    bound = _columns(config, samples, partners, partial(_bound_columns, threshold=config.threshold), _bound_settings)
+    frame = free.merge(bound, on=KEYS, how="inner", validate="one_to_one", sort=False)
+    if len(frame) != len(free) or len(frame) != len(bound):
+        raise DriftError(f"{paths.evidence_threshold_free} does not match the maps; rerun with force=True")
+    frame = frame[COLUMNS].reset_index(drop=True)
     write_parquet(paths.evidence, frame, stamp=expected)
     return frame
 
@@ -159,8 +204,6 @@ def _has_other_alpha(config: RunConfig) -> bool:
 
 def load_evidence(config: RunConfig, setting: str = MAIN) -> pd.DataFrame:
     """evidence.parquet's rows of `setting` (None: every setting)."""
-    from .drift import DriftError
-
     path = RunPaths.of(config).evidence
     if not path.exists():
         raise DriftError(f"{path} is missing: run the evidence stage (cxrdrift run) first")

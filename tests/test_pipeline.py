@@ -158,7 +158,8 @@ def test_a_finished_run_is_skipped_stage_by_stage_and_a_change_redoes_exactly_wh
     before = artifacts()
     assert {"predictions.parquet", "true_positives.parquet", "drift.parquet", "localization.parquet",
             "randomization.parquet", "trajectory.parquet", "cams/ResNet50V2/epoch_03.npz",
-            "models/ResNet50V2/state.json", "evidence.parquet", "tables/verdicts.json"} <= set(before)
+            "models/ResNet50V2/state.json", "evidence.parquet", "evidence_threshold_free.parquet",
+            "randomization/ResNet50V2.npz", "tables/verdicts.json"} <= set(before)
     pipeline.run_all(config)
     assert rewritten(before) == set()
 
@@ -167,6 +168,7 @@ def test_a_finished_run_is_skipped_stage_by_stage_and_a_change_redoes_exactly_wh
     pipeline.run_all(config.replace(threshold=0.4))
     assert rewritten(before) == {"drift.parquet", "localization.parquet", "randomization.parquet",
                                  "trajectory.parquet", "evidence.parquet", "tables/verdicts.json"}
+    # (neither the randomized copy's maps nor the evidence no threshold decides: both are stamped without it)
 
     # an input: another checkpoint for one epoch of one architecture redoes that epoch's maps and
     # every table read from them; the other maps, the models and the true positives stay
@@ -175,8 +177,8 @@ def test_a_finished_run_is_skipped_stage_by_stage_and_a_change_redoes_exactly_wh
     before = artifacts()
     pipeline.run_all(config.replace(threshold=0.4))
     assert rewritten(before) == {"cams/ResNet50V2/epoch_03.npz", "drift.parquet", "localization.parquet",
-                                 "randomization.parquet", "trajectory.parquet", "evidence.parquet",
-                                 "tables/verdicts.json"}
+                                 "randomization/ResNet50V2.npz", "randomization.parquet", "trajectory.parquet",
+                                 "evidence_threshold_free.parquet", "evidence.parquet", "tables/verdicts.json"}
 
     # a replicate trains from the same pre-trained weights on the main run's frozen features, and
     # the evidence, the verdicts and the seed tables then hold both seeds

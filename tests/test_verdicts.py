@@ -221,6 +221,19 @@ def test_evidence_stage_pairs_chance_with_the_same_partner_in_every_cell_and_res
     stamp_before = (tmp_path / "run" / "evidence.parquet").stat().st_mtime_ns
     evidence.run_evidence_stage(config)
     assert (tmp_path / "run" / "evidence.parquet").stat().st_mtime_ns == stamp_before
+    # another threshold keeps the columns no threshold decides and matches a recomputation
+    free = tmp_path / "run" / "evidence_threshold_free.parquet"
+    free_before = free.stat().st_mtime_ns
+    stricter = evidence.run_evidence_stage(config.replace(threshold=0.4))
+    assert free.stat().st_mtime_ns == free_before
+    pd.testing.assert_frame_equal(stricter, evidence.run_evidence_stage(config.replace(threshold=0.4), force=True))
+    strict_cell = stricter[(stricter["setting"] == "main") & (stricter["arch"] == arch) & (stricter["method"] == method)]
+    assert strict_cell.set_index("sample_id").loc[samples["sample_id"], "overlap_iou"].to_numpy() == pytest.approx(
+        metrics.overlap_iou(early, late, 0.4), nan_ok=True)
+    unchanged = ["spatial_displacement", "pattern_correlation", "rank_correlation", "chance_pattern_correlation"]
+    pd.testing.assert_frame_equal(stricter.loc[stricter["setting"] == "main", unchanged].reset_index(drop=True),
+                                  main[unchanged].reset_index(drop=True))
+    evidence.run_evidence_stage(config)  # back to the run's threshold for the tables below
     # two architectures: the findings are untestable, and every table says so instead of failing
     assert set(verdicts.verdict_table(config)["verdict"]) == {findings.NOT_TESTABLE}
     support = verdicts.support_table(config)
