@@ -412,7 +412,10 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     # The smallest run that passes through every stage; what CI executes.
     "smoke": {
         "profile": "smoke",
-        "weights": "synthetic",
+        # Randomly initialized backbones: pre-training has tests of its own (test_models.py,
+        # test_determinism.py), and tracing its step would be most of this run's training time.
+        # `-p weights synthetic` pre-trains briefly:
+        "weights": "none",
         # 112 px: the smallest input at which every target layer has at least a 2x2 grid
         # (DenseNet201 3x3, ResNet50V2 4x4, InceptionV3 2x2); below 107 px InceptionV3's mixed10
         # is 1x1 and every map would be degenerate. Smoke only exercises the code paths.
@@ -421,7 +424,6 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "synth_train": 120,
         "synth_val": 30,
         "synth_test": 40,
-        # Pre-training cost here is mostly graph compilation; one short epoch exercises the path.
         "pretrain_images": 96,
         "pretrain_epochs": 1,
         "pretrain_bn_epochs": 1,

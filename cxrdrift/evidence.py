@@ -185,10 +185,13 @@ def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
         free = _columns(config, samples, partners, _free_columns, _free_settings)
         write_parquet(paths.evidence_threshold_free, free, stamp=free_stamp)
     bound = _columns(config, samples, partners, partial(_bound_columns, threshold=config.threshold), _bound_settings)
-    frame = free.merge(bound, on=KEYS, how="inner", validate="one_to_one", sort=False)
-    if len(frame) != len(free) or len(frame) != len(bound):
-        raise DriftError(f"{paths.evidence_threshold_free} does not match the maps; rerun with force=True")
-    frame = frame[COLUMNS].reset_index(drop=True)
+    if free.empty and bound.empty:  # no compared image
+        frame = pd.DataFrame(columns=COLUMNS)
+    else:
+        frame = free.merge(bound, on=KEYS, how="inner", validate="one_to_one", sort=False)
+        if len(frame) != len(free) or len(frame) != len(bound):
+            raise DriftError(f"{paths.evidence_threshold_free} does not match the maps; rerun with force=True")
+        frame = frame[COLUMNS].reset_index(drop=True)
     write_parquet(paths.evidence, frame, stamp=expected)
     return frame
 

@@ -70,7 +70,7 @@ def test_banner_of_demo_run_warns_and_shows_counts_weights_and_scaling():
 
 
 def test_banner_of_smoke_run_before_training_says_weights_are_not_resolved():
-    smoke = cfg.profile("smoke", synth_train=1500, synth_val=30, synth_test=40)
+    smoke = cfg.profile("smoke", weights="synthetic", synth_train=1500, synth_val=30, synth_test=40)
     text = chapter.banner_markdown(smoke, {})
     assert "Run: smoke profile" in text and "| Profile | `smoke` |" in text
     assert "train 1,500 · val 30 · test 40 (configured)" in text

@@ -23,10 +23,10 @@ def test_paper_profile_requires_the_real_dataset():
         cfg.profile("paper")
 
 
-@pytest.mark.parametrize("name", ["demo", "smoke"])
-def test_small_profiles_are_synthetic_and_scaled(name):
+@pytest.mark.parametrize("name, weights", [("demo", "synthetic"), ("smoke", "none")])
+def test_small_profiles_are_synthetic_and_scaled(name, weights):
     config = cfg.profile(name)
-    assert config.synthetic_data and config.weights == "synthetic" and config.scaled
+    assert config.synthetic_data and config.weights == weights and config.scaled
     assert config.early_epoch <= config.epochs_tl < config.late_epoch <= config.total_epochs
     assert config.run_dir == f"runs/{name}"
 
