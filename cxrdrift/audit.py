@@ -8,9 +8,10 @@ randomization ceiling (the later model with its top re-initialized). Images stre
 tf.data; what is kept per image is its low-resolution raw maps and its metric values.
 
 Outputs in the audit directory: `images.parquet` (one row per image and method), `ceiling.parquet`,
-`maps.npz` (raw maps and logits, for the report's overlays and for a later audit of the same
-models, images and map settings, which scores them again without a model pass), `summary.json` (what a pipeline reads; its
-`statistics` are what `--fail-if` tests) and, from `audit_report`, `figures/` and `report.html`.
+`maps.npz` (raw maps and logits: the report's overlays, and what a later audit of the same models,
+images and map settings scores again without a model pass), `summary.json` (what a pipeline
+reads; its `statistics` are what `--fail-if` tests) and, from `audit_report`, `figures/` and
+`report.html`.
 """
 from __future__ import annotations
 

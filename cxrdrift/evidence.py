@@ -190,7 +190,8 @@ def run_evidence_stage(config: RunConfig, force: bool = False) -> pd.DataFrame:
     else:
         frame = free.merge(bound, on=KEYS, how="inner", validate="one_to_one", sort=False)
         if len(frame) != len(free) or len(frame) != len(bound):
-            raise DriftError(f"{paths.evidence_threshold_free} does not match the maps; rerun with force=True")
+            raise DriftError(f"{paths.evidence_threshold_free} does not match the maps; redo the stage "
+                             "(cxrdrift run --force)")
         frame = frame[COLUMNS].reset_index(drop=True)
     write_parquet(paths.evidence, frame, stamp=expected)
     return frame
