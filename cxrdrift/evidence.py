@@ -28,7 +28,8 @@ from . import baselines, metrics
 from .artifacts import RunPaths, is_current, stamp, write_parquet
 from .config import RunConfig
 from .cams import OTHER_ALPHA
-from .drift import CHUNK, PAPER_DEPTH, DriftError, class_weights, depths, epoch_maps, load_true_positives, mapped_samples
+from .drift import (CHUNK, PAPER_DEPTH, DriftError, class_weights, depths, epoch_maps, load_true_positives,
+                    mapped_samples)
 
 MAIN = "main"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -38,8 +39,10 @@ CHANCE_METRICS = ("spatial_displacement", "overlap_iou", "pattern_correlation", 
 KEYS = ["setting", "seed", "depth", "method", "arch", "sample_id", "label"]
 COLUMNS = [*KEYS, *metrics.SUITE_METRICS, *(f"chance_{name}" for name in CHANCE_METRICS), "area_early", "area_late"]
 # The suite's metrics that no threshold decides (overlap and adjusted overlap are the others).
-FREE_METRICS = {"spatial_displacement": metrics.spatial_displacement, "pattern_correlation": metrics.pattern_correlation,
-                "concentration_change": metrics.concentration_change, "rank_correlation": metrics.rank_correlation}
+FREE_METRICS = {"spatial_displacement": metrics.spatial_displacement,
+                "pattern_correlation": metrics.pattern_correlation,
+                "concentration_change": metrics.concentration_change,
+                "rank_correlation": metrics.rank_correlation}
 
 
 def threshold_setting(threshold: float) -> str:
