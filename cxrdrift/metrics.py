@@ -167,7 +167,7 @@ class PreparedMaps:
 
     def take(self, rows: np.ndarray, invalid: np.ndarray | None = None) -> PreparedMaps:
         """The maps at positions `rows` (an (M,) index), those where `invalid` is True marked
-        degenerate. What either set computes later is computed once, on these maps, and indexed."""
+        degenerate. What either set computes later is computed once, on the source's maps, and indexed."""
         rows = np.asarray(rows, dtype=np.intp)
         taken = object.__new__(PreparedMaps)
         taken.single, taken.shape = False, (len(rows), *self.maps.shape[1:])
