@@ -398,14 +398,9 @@ def _maps_and_masks(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np
                                f"and {masks.shape}")
     if masks.dtype != bool:
         raise MetricInputError(f"masks must be boolean, got {masks.dtype}")
-    single = maps.ndim == 2
-    if single:
-        maps, masks = maps[None], masks[None]
-    with np.errstate(invalid="ignore"):
-        if (maps < 0).any():
-            raise MetricInputError("maps must be non-negative (post-process them to [0, 1] first)")
-    valid = _non_degenerate(maps) & masks.any(axis=(1, 2))
-    return np.where(valid[:, None, None], maps, 0.0), masks, valid, single
+    prepared = PreparedMaps(maps)
+    masks = masks[None] if prepared.single else masks
+    return prepared.maps, masks, prepared.valid & masks.any(axis=(1, 2)), prepared.single
 
 
 def energy_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray | float:
@@ -419,8 +414,7 @@ def energy_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray | float:
 def region_precision(maps: np.ndarray, masks: np.ndarray, threshold: float = 0.5) -> np.ndarray | float:
     """Share of the salient region m >= threshold that lies on the mask; NaN for a degenerate map
     or an empty mask."""
-    if not 0.0 <= threshold <= 1.0:
-        raise MetricInputError(f"threshold={threshold} must lie in [0, 1]")
+    _check_threshold(threshold)
     maps, masks, valid, single = _maps_and_masks(maps, masks)
     region = maps >= threshold
     inside = (region & masks).sum(axis=(1, 2)).astype(float)

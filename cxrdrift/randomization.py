@@ -57,16 +57,16 @@ def randomize_top(model: keras.Model, arch: str, seed: int) -> list[str]:
     return changed
 
 
-def randomized_maps(config: RunConfig, arch: str, samples: pd.DataFrame, force: bool = False) -> dict[str, np.ndarray]:
-    """Raw maps per method of `samples` (rows of the test split) from the late checkpoint of
-    `arch` with its top randomized: read from `randomization/<arch>.npz` when its stamp (the
-    checkpoint, the images, the fields that change a map; never the threshold) is current, else
-    computed and written there."""
+def randomized_maps(config: RunConfig, arch: str, samples: pd.DataFrame, images: str,
+                    force: bool = False) -> dict[str, np.ndarray]:
+    """Raw maps per method of `samples` (rows of the test split; `images`, their fingerprint) from
+    the late checkpoint of `arch` with its top randomized: read from `randomization/<arch>.npz`
+    when its stamp (the checkpoint, the images, the fields that change a map; never the
+    threshold) is current, else computed and written there."""
     paths = RunPaths.of(config)
     target, weights = paths.randomized_maps(arch), paths.weights(arch, config.late_epoch)
     sample_ids = samples["sample_id"].to_numpy(dtype=str)
-    expected = stamp(config, "randomized_maps", [weights], arch=arch,
-                     images=fingerprint(dict(zip(sample_ids, samples["path"].astype(str)))))
+    expected = stamp(config, "randomized_maps", [weights], arch=arch, images=images)
     if not force and is_current(target, expected):
         return {method: array for method, array in read_npz(target).items() if method != "sample_id"}
     model = build_model(arch, config.image_size, None)
@@ -95,7 +95,8 @@ def run_randomization_stage(config: RunConfig, force: bool = False) -> pd.DataFr
     if missing:
         raise RandomizationError(f"{missing[0]} is missing: run training and the CAM stage first")
     samples = cam_samples(config, data.run_index(config).split("test")).reset_index(drop=True)
-    maps = {arch: randomized_maps(config, arch, samples, force) for arch in config.architectures}
+    images = fingerprint(dict(zip(samples["sample_id"].astype(str), samples["path"].astype(str))))
+    maps = {arch: randomized_maps(config, arch, samples, images, force) for arch in config.architectures}
     expected = stamp(config, "randomization", inputs + [paths.randomized_maps(arch) for arch in config.architectures])
     if not force and is_current(paths.randomization, expected):
         return pd.read_parquet(paths.randomization)
