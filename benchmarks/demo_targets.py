@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cxrdrift import drift, evidence, models, provenance, randomization, replicates, train, workload
-from cxrdrift.artifacts import RunPaths
-from cxrdrift.config import RunConfig
+import numpy as np  # noqa: E402
+
+from cxrdrift import drift, evidence, models, provenance, randomization, replicates, train, workload  # noqa: E402
+from cxrdrift.artifacts import RunPaths  # noqa: E402
+from cxrdrift.config import RunConfig  # noqa: E402
 
 EARLY_ACCURACY_TARGET, LATE_ACCURACY_TARGET, SEED_ACCURACY_FLOOR, KEPT_TARGET = 0.85, 0.88, 0.85, 0.50
 BOOK_MINUTES = {"first": 40.0, "cached": 15.0, "setting rerun": 3.0}

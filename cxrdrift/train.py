@@ -130,8 +130,10 @@ def save_optimizer(optimizer: keras.optimizers.Optimizer, path: Path) -> None:
 
 
 def restore_optimizer(optimizer: keras.optimizers.Optimizer, variables: list, path: Path) -> None:
-    """Build `optimizer` for `variables` and assign the saved values (same order as saved)."""
-    optimizer.build(variables)
+    """Build `optimizer` for `variables` (unless built: a loss-scale optimizer would add its
+    variables twice) and assign the saved values (same order as saved)."""
+    if not optimizer.built:
+        optimizer.build(variables)
     saved = read_npz(path)
     if len(saved) != len(optimizer.variables):
         raise ValueError(f"optimizer state {path} holds {len(saved)} variables, expected "
@@ -234,6 +236,13 @@ class EpochSource:
         return self._from_features(split) if self.cached else self.images(frame)
 
 
+def loss_and_accuracy(labels: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and top-1 accuracy of `logits` against integer `labels`: what
+    `evaluate` reports for the compiled loss and metric."""
+    loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    return float(np.mean(np.asarray(loss, np.float64))), float(np.mean(np.argmax(logits, axis=1) == labels))
+
+
 def run_epoch(source: EpochSource, epoch: int) -> tuple[dict[str, float], np.ndarray]:
     """Train one epoch; returns the history row's numbers and the test logits."""
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -248,8 +257,11 @@ def run_epoch(source: EpochSource, epoch: int) -> tuple[dict[str, float], np.nda
         fitted = source.trainer.fit(training, epochs=1, verbose=0, shuffle=False,
                                     callbacks=[progress.keras_progress(shown, sizes["train"], c.batch_size)]).history
         fit_seconds = time.perf_counter() - fit_start
-        val_loss, val_accuracy = source.trainer.evaluate(
+        # validation scored from a prediction pass: the traced prediction step serves both splits,
+        # where `evaluate` would trace a step of its own
+        val_logits = source.trainer.predict(
             val, verbose=0, callbacks=[progress.keras_progress(shown, sizes["val"], c.batch_size)])
+        val_loss, val_accuracy = loss_and_accuracy(source.val["label_index"].to_numpy(np.int32), val_logits)
         logits = source.trainer.predict(
             test, verbose=0, callbacks=[progress.keras_progress(shown, sizes["test"], c.batch_size)]).astype(np.float32)
         shown.set_postfix(val_accuracy=f"{val_accuracy:.3f}")
@@ -321,6 +333,44 @@ def finetuning_model(model: keras.Model, arch: str, image_size: int, policy: str
     return copy
 
 
+# The last compiled fine-tuning model of each backbone in this process, with what it was compiled
+# for and its optimizer's starting state, so that a later run (a replicate in chapter 07) fine-tunes
+# in the traced steps of an earlier one instead of tracing them again.
+_FINETUNERS: dict[str, tuple[tuple, keras.Model, list[np.ndarray]]] = {}
+
+
+def clear_finetuning_cache() -> None:
+    """Forget the compiled fine-tuning models (the next run of each backbone traces its own)."""
+    _FINETUNERS.clear()
+
+
+def finetuner(config: RunConfig, arch: str, device: Device, model: keras.Model) -> keras.Model:
+    """A compiled model for `arch`'s fine-tuning phase holding `model`'s weights and a fresh Adam
+    state: the one an earlier run in this process compiled for the same weight shapes, input
+    size, precision, BatchNorm setting, learning rate and device, or one compiled now (`model`
+    itself where the precision is the global policy). Steps traced before and given the same
+    weights and optimizer state compute the same bits as steps traced again
+    (tests/test_determinism.py)."""
+    policy = keras.mixed_precision.global_policy().name if device.mixed_precision else finetune_precision(config, arch)
+    key = (tuple(tuple(w.shape) for w in model.weights), config.image_size, policy, config.bn_frozen_in_ft,
+           config.lr_ft, device.xla, device.strategy)
+    if arch in _FINETUNERS and _FINETUNERS[arch][0] == key:
+        _, trainer, optimizer_start = _FINETUNERS[arch]
+        trainer.set_weights(model.get_weights())
+        for variable, value in zip(trainer.optimizer.variables, optimizer_start):  # step count, moments
+            variable.assign(value)
+        log.info("%s: fine-tuning in the model an earlier run of this process compiled", arch)
+        return trainer
+    _FINETUNERS.pop(arch, None)
+    with device.strategy.scope():
+        trainer = finetuning_model(model, arch, config.image_size, policy)
+        set_phase(trainer, "finetune", config.bn_frozen_in_ft)
+        compile_for(trainer, config.lr_ft, device.xla)
+        trainer.optimizer.build(trainer.trainable_variables)
+    _FINETUNERS[arch] = key, trainer, [np.asarray(v) for v in trainer.optimizer.variables]
+    return trainer
+
+
 def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, device: Device,
                        force: bool = False, features_of: RunConfig | None = None) -> None:
     """Train `arch` through both phases, resuming after its last finished epoch; a replicate
@@ -351,18 +401,19 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
         epochs = [e for e in range(done + 1, config.total_epochs + 1) if phase_of(config, e) == phase]
         if not epochs:
             continue
-        if phase == "finetune" and not device.mixed_precision:
-            with device.strategy.scope():
-                model = finetuning_model(model, arch, config.image_size, finetune_precision(config, arch))
+        if phase == "finetune":
+            model = finetuner(config, arch, device, model)
             log.info("%s: fine-tuning computes in %s", arch, model.dtype_policy.name)
-        set_phase(model, phase, config.bn_frozen_in_ft)
+        else:
+            set_phase(model, phase, config.bn_frozen_in_ft)
         reused = (shared_features(features_of, arch, index, description)
                   if features_of and phase == "transfer" else None)
         if reused:
             log.info("%s: frozen features of %s reused", arch, features_of.run_dir)
         with device.strategy.scope():
             source = EpochSource(config, arch, index, model, cached and phase == "transfer", reused)
-            compile_for(source.trainer, config.lr_tl if phase == "transfer" else config.lr_ft, device.xla)
+            if phase == "transfer":
+                compile_for(source.trainer, config.lr_tl, device.xla)
             if done and phase_of(config, done) == phase:
                 restore_optimizer(source.trainer.optimizer, source.trainer.trainable_variables,
                                   paths.last_optimizer(arch))

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from cxrdrift import config as cfg
 from cxrdrift import train
@@ -39,6 +40,7 @@ def tiny_model(arch: str, image_size: int, weights=None, num_classes: int = 5) -
 def tiny(monkeypatch, tmp_path):
     """A config factory for tiny runs: two 'architectures' built by `tiny_model`, 16 px images."""
     monkeypatch.setattr(train, "build_model", tiny_model)
+    train.clear_finetuning_cache()  # each test compiles its own fine-tuning models first
     data_dir = tmp_path / "shared_data"
 
     def make(name: str, **overrides) -> cfg.RunConfig:
@@ -270,3 +272,45 @@ def test_finetune_bf16_computes_fine_tuning_in_bfloat16_only_where_native(tiny, 
     late = checkpoint(config, "ResNet50V2", 3)
     assert all(w.dtype == np.float32 for w in late.get_weights())
     assert (train.finetune_precision(config, "ResNet50V2") == "mixed_bfloat16") == native
+
+
+def test_a_later_run_fine_tunes_in_the_model_an_earlier_one_compiled_and_gets_the_same_bits(tiny, caplog):
+    reused_line = "fine-tuning in the model an earlier run of this process compiled"
+    train.run_training(tiny("first", architectures=("ResNet50V2",)))
+    later = tiny("later", architectures=("ResNet50V2",), seed=7)
+    with caplog.at_level("INFO", logger="cxrdrift.train"):
+        train.run_training(later)
+    assert reused_line in caplog.text
+    train.clear_finetuning_cache()
+    caplog.clear()
+    alone = tiny("alone", architectures=("ResNet50V2",), seed=7)
+    with caplog.at_level("INFO", logger="cxrdrift.train"):
+        train.run_training(alone)
+    assert reused_line not in caplog.text
+    a, b = (pd.read_parquet(RunPaths.of(c).predictions) for c in (alone, later))
+    pd.testing.assert_frame_equal(a, b)
+    for epoch in (3, 4):
+        for x, y in zip(*(checkpoint(c, "ResNet50V2", epoch).get_weights() for c in (alone, later))):
+            np.testing.assert_array_equal(x, y)
+    history = [pd.read_csv(RunPaths.of(c).history)[["train_loss", "val_loss", "val_accuracy"]] for c in (alone, later)]
+    pd.testing.assert_frame_equal(*history)
+    # another learning rate is another optimizer: it compiles its own
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cxrdrift.train"):
+        train.run_training(tiny("other_rate", architectures=("ResNet50V2",), seed=7, lr_ft=5e-3))
+    assert reused_line not in caplog.text
+
+
+def test_validation_scores_from_the_prediction_pass_are_what_evaluate_reports():
+    model = tiny_model("ResNet50V2", 16)
+    train.compile_for(model, 1e-3, xla=False)
+    rng = np.random.default_rng(0)
+    x, labels = rng.uniform(-1, 1, (20, 16, 16, 3)).astype(np.float32), rng.integers(0, 5, 20).astype(np.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(8)
+    loss, accuracy = train.loss_and_accuracy(labels, model.predict(dataset, verbose=0))
+    expected_loss, expected_accuracy = model.evaluate(dataset, verbose=0)
+    assert accuracy == pytest.approx(expected_accuracy, abs=1e-7)
+    assert loss == pytest.approx(expected_loss, rel=1e-6)
+    logits = np.array([[2.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]], np.float32)
+    hand = (np.log(4 + np.e ** 2) - 2 + np.log(4 + np.e) - 0) / 2  # second sample's label 0, logit 0
+    assert train.loss_and_accuracy(np.array([0, 0]), logits) == (pytest.approx(hand, rel=1e-6), 0.5)
