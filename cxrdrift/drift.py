@@ -142,9 +142,10 @@ def compared_maps(config: RunConfig, arch: str, method: str, sample_ids: Sequenc
     return early, late
 
 
-def drift_rows(early: np.ndarray, late: np.ndarray, threshold: float) -> pd.DataFrame:
-    """The four metrics and degenerate flags of aligned post-processed map pairs."""
-    values = metrics.drift_metrics(early, late, threshold)
+def drift_rows(early: np.ndarray, late: np.ndarray, threshold: float,
+               names: Sequence[str] = metrics.SUITE_METRICS) -> pd.DataFrame:
+    """The metrics `names` (default the suite) and degenerate flags of aligned post-processed map pairs."""
+    values = metrics.drift_metrics(early, late, threshold, names)
     return pd.DataFrame({**values,
                          "degenerate_early": ~np.isfinite(early).all(axis=(1, 2)),
                          "degenerate_late": ~np.isfinite(late).all(axis=(1, 2))})

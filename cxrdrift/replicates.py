@@ -59,7 +59,7 @@ def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFram
                 for epoch in config.compared_epochs:
                     values = drift_rows(epoch_maps(config, arch, method, epoch, samples["sample_id"]),
                                         epoch_maps(replica, arch, method, epoch, samples["sample_id"]),
-                                        config.threshold)
+                                        config.threshold, DRIFT_METRICS)  # what the floor is read for
                     parts.append(pd.concat([pd.DataFrame({"arch": arch, "method": method, "epoch": epoch,
                                                           "seed": replica.seed}, index=samples.index),
                                             samples, values], axis=1))

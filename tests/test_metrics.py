@@ -107,6 +107,22 @@ def test_batch_equals_single_pairs_and_reference_implementations():
     assert isinstance(M.overlap_iou(a[0], b[0]), float)
 
 
+def test_a_named_subset_of_the_suite_computes_only_those_metrics(monkeypatch):
+    rng = np.random.default_rng(4)
+    a, b = rng.random((5, 6, 6)) ** 3, rng.random((5, 6, 6)) ** 3
+    suite = M.drift_metrics(a, b, threshold=0.4)
+    assert list(suite) == list(M.SUITE_METRICS)
+    ranked = []
+    original = M.rank_correlation
+    monkeypatch.setattr(M, "rank_correlation", lambda x, y: ranked.append(1) or original(x, y))
+    paper = M.drift_metrics(a, b, threshold=0.4, names=M.DRIFT_METRICS)
+    assert list(paper) == list(M.DRIFT_METRICS) and ranked == []  # no Spearman ranks computed
+    for name in M.DRIFT_METRICS:
+        np.testing.assert_array_equal(paper[name], suite[name])
+    with pytest.raises(M.MetricInputError, match="unknown metric 'iou'"):
+        M.drift_metrics(a, b, names=("iou",))
+
+
 def test_prepared_maps_give_the_same_values_and_taken_rows_the_same_bits(monkeypatch):
     rng = np.random.default_rng(3)
     a, b = rng.random((8, 9, 11)) ** 3, rng.random((8, 9, 11)) ** 3
