@@ -9,7 +9,10 @@ losses, accuracies and throughput (`history.csv`).
 
 Without augmentation and with `cache_frozen_features`, the frozen phase computes the backbone's
 pooled features once and trains the same `logits` layer on them (a model sharing that layer), in
-the same batch order as the plain path would use: the head it gives is the plain path's.
+the same batch order as the plain path would use: the head it gives is the plain path's. Within
+one process, a later run of a backbone (a replicate) fine-tunes in the model an earlier run
+compiled for the same settings, given its own weights and a fresh optimizer state (`finetuner`):
+the traced steps are reused, and their numbers are those of steps traced again.
 
 Resume: after an epoch's artifacts, `models/<arch>/last.weights.h5`, the optimizer's variables
 (`last.optimizer.npz`) and then `state.json` (the epoch and the training stamp,
