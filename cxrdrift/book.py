@@ -55,8 +55,10 @@ KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_D
 # where the chapter can explain them.
 KERNEL_ARGUMENTS = ("--IPKernelApp.capture_fd_output=False",)
 # Run-directory content that chapters rewrite on every execution, so it cannot signal a change
-# upstream (config.json is compared by its "config" section instead).
-_VOLATILE = ("config.json", "figures", "tables", "logs")
+# upstream (config.json is compared by its "config" section instead): the run's figures and
+# tables, and every run's config.json and logs, a replicate's (replicates/seed_N/) included.
+_VOLATILE = ("figures", "tables")
+_RUN_RECORDS = frozenset({"config.json", "logs"})
 _CHAPTER_NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.md$")
 # The protocol page's table of the machine and software that built the book (generated, git-ignored
 # with the chapters; book/protocol.md includes it).
@@ -289,7 +291,8 @@ def run_files(run_dir: Path) -> dict[str, list[int]]:
     snapshot = {}
     for path in sorted(run_dir.rglob("*")):
         relative = path.relative_to(run_dir)
-        if not path.is_file() or relative.parts[0] in _VOLATILE or path.name.startswith("."):
+        if (not path.is_file() or relative.parts[0] in _VOLATILE or _RUN_RECORDS & set(relative.parts)
+                or path.name.startswith(".")):
             continue
         stat = path.stat()
         snapshot[relative.as_posix()] = [stat.st_size, stat.st_mtime_ns]

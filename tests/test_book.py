@@ -129,6 +129,16 @@ def statuses(results: list[book.ChapterResult]) -> list[tuple[str, str, str]]:
     return [(r.name, r.status, r.reason) for r in results]
 
 
+def test_run_files_leave_out_what_every_execution_rewrites_a_replicates_records_included(tmp_path):
+    for name in ("config.json", "logs/training.log", "figures/a.png", "tables/b.csv", "drift.parquet",
+                 "replicates/seed_1/config.json", "replicates/seed_1/logs/training.log",
+                 "replicates/seed_1/models/ResNet50V2/state.json", "replicates/seed_1/tables.csv"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    assert sorted(book.run_files(tmp_path)) == [
+        "drift.parquet", "replicates/seed_1/models/ResNet50V2/state.json", "replicates/seed_1/tables.csv"]
+
+
 def test_execute_skips_unchanged_chapters_and_reruns_what_changed(tmp_path, monkeypatch):
     notebooks = tmp_path / "notebooks"
     first = write_chapter(notebooks, "01_first")
