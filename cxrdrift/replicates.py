@@ -34,16 +34,26 @@ def replicate_config(config: RunConfig, seed: int) -> RunConfig:
         cam_epochs="compared", ground_truth=False, randomization_check=False)
 
 
-def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFrame | None:
-    """Train and map each replicate (resuming, as the main run does), then write
-    `noise_floor.parquet`: arch, method, epoch, seed, sample_id, label, kept, the four drift
-    metrics (main run's map first) and the degenerate flags; None when there are no replicates."""
-    from . import cams, train
-    if not config.replicate_seeds:
-        return None
+def run_replicate_training(config: RunConfig, force: bool = False) -> list[RunConfig]:
+    """Train every replicate (resuming, as the main run does) on the main run's frozen features;
+    returns their configurations. Run in the process that trained the main run, each replicate
+    fine-tunes in the steps that run traced (`train.finetuner`)."""
+    from . import train
     replicas = [replicate_config(config, seed) for seed in config.replicate_seeds]
     for replica in replicas:
         train.run_training(replica, force=force, features_of=config)
+    return replicas
+
+
+def run_noise_floor_stage(config: RunConfig, force: bool = False) -> pd.DataFrame | None:
+    """Train (unless trained) and map each replicate, then write `noise_floor.parquet`: arch,
+    method, epoch, seed, sample_id, label, kept, the four drift metrics (main run's map first) and
+    the degenerate flags; None when there are no replicates."""
+    from . import cams
+    if not config.replicate_seeds:
+        return None
+    replicas = run_replicate_training(config, force=force)
+    for replica in replicas:
         cams.run_cam_stage(replica, force=force, samples_of=config)
     paths = RunPaths.of(config)
     inputs = [paths.true_positives] + [RunPaths.of(c).cams(arch, epoch) for c in (config, *replicas)

@@ -32,7 +32,9 @@ def smoke_book(tmp_path_factory):
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("chapters", "_build"))
         else:
             shutil.copy2(source, root / name)
-    config = cfg.profile("smoke", run_dir=str(root / "runs" / "smoke"))
+    # one replicate seed, so that the book trains and maps it as the demo does its two, and a
+    # fine-tuning epoch of a third of the training images, as the demo takes a share
+    config = cfg.profile("smoke", run_dir=str(root / "runs" / "smoke"), replicate_seeds=(1,), finetune_images=40)
     html = book.run_book(config, root=root)
     return root, config, html
 
@@ -118,7 +120,7 @@ def test_run_directory_holds_every_artifact(smoke_book):
     assert len(scored) > 0 and scored.between(0, 1).all()
 
     # beyond the paper (chapter 08): ground truth on the synthetic masks, the randomization
-    # ceiling, and drift across every epoch (smoke maps all three); no replicates in smoke
+    # ceiling, and drift across every epoch (smoke maps all three)
     localization = pd.read_parquet(paths.localization)
     assert set(localization["epoch"]) == set(config.cam_epoch_list()) == {1, 2, 3}
     assert "Normal" not in set(localization["label"])
@@ -129,7 +131,19 @@ def test_run_directory_holds_every_artifact(smoke_book):
     assert set(randomized["method"]) == set(config.cam_methods) and len(randomized) == len(drift)
     trajectory = pd.read_parquet(paths.trajectory)
     assert set(trajectory["reference"]) == {"early", "late"} and set(trajectory["epoch"]) == {1, 2, 3}
-    assert not paths.noise_floor.exists()
+
+    # the replicate: trained in chapter 2's process, in the fine-tuning steps the main run traced;
+    # its randomly initialized backbones differ from the main run's, so it computes its own
+    # features (tests/test_train.py shares them between runs that start from the same weights)
+    replica = RunPaths.of(replicates.replicate_config(config, 1))
+    log = replica.training_log.read_text()
+    assert "frozen features" not in log
+    assert log.count("fine-tuning in the model an earlier run of this process compiled") == len(config.architectures)
+    assert all(replica.weights(arch, config.late_epoch).is_file() for arch in config.architectures)
+    assert set(pd.read_parquet(paths.noise_floor)["seed"]) == {1}
+    assert set(evidence.load_evidence(config)["seed"]) == {0, 1}
+    assert (verdicts.seed_rankings(config).groupby("method")["count"].sum() == 2).all()
+    assert len(replicates.floor_excess(config)) == len(config.cam_methods) * len(config.architectures) * 4
 
 
 def test_unchanged_chapters_are_not_executed_again(smoke_book):
@@ -140,11 +154,19 @@ def test_unchanged_chapters_are_not_executed_again(smoke_book):
 
 def test_a_finished_run_is_skipped_stage_by_stage_and_a_change_redoes_exactly_what_depends_on_it(
         smoke_book, tmp_path):
-    _, finished, _ = smoke_book
-    run = tmp_path / "run"
-    shutil.copytree(finished.run_dir, run)  # fingerprints hold file contents: a copied run is current
-    config = finished.replace(run_dir=str(run))
+    _, config, _ = smoke_book
+    run = Path(config.run_dir)
+    # in place, and put back afterwards: a replicate's training stamp holds the path of the main
+    # run's data, so a copy of the run elsewhere would train its replicate again
+    shutil.copytree(run, tmp_path / "finished")
+    try:
+        _check_stages(config, run)
+    finally:
+        shutil.rmtree(run)
+        shutil.copytree(tmp_path / "finished", run)
 
+
+def _check_stages(config: cfg.RunConfig, run: Path) -> None:
     def artifacts() -> dict[str, int]:
         """Every artifact's modification time (config.json and the logs are rewritten by every run)."""
         return {path.relative_to(run).as_posix(): path.stat().st_mtime_ns for path in run.rglob("*")
@@ -167,27 +189,17 @@ def test_a_finished_run_is_skipped_stage_by_stage_and_a_change_redoes_exactly_wh
     before = artifacts()
     pipeline.run_all(config.replace(threshold=0.4))
     assert rewritten(before) == {"drift.parquet", "localization.parquet", "randomization.parquet",
-                                 "trajectory.parquet", "evidence.parquet", "tables/verdicts.json"}
+                                 "trajectory.parquet", "noise_floor.parquet", "evidence.parquet",
+                                 "tables/verdicts.json"}
     # (neither the randomized copy's maps nor the evidence no threshold decides: both are stamped without it)
 
     # an input: another checkpoint for one epoch of one architecture redoes that epoch's maps and
-    # every table read from them; the other maps, the models and the true positives stay
+    # every table read from them; the other maps, the models, the replicate and the true positives stay
     paths = RunPaths(run)
     shutil.copyfile(paths.weights("ResNet50V2", 2), paths.weights("ResNet50V2", 3))
     before = artifacts()
     pipeline.run_all(config.replace(threshold=0.4))
     assert rewritten(before) == {"cams/ResNet50V2/epoch_03.npz", "drift.parquet", "localization.parquet",
                                  "randomization/ResNet50V2.npz", "randomization.parquet", "trajectory.parquet",
-                                 "evidence_threshold_free.parquet", "evidence.parquet", "tables/verdicts.json"}
-
-    # a replicate, and the evidence, the verdicts and the seed tables then hold both seeds; its
-    # randomly initialized backbones differ from the main run's, so it computes its own features
-    # (tests/test_train.py shares them between runs that start from the same weights)
-    seeded = config.replace(threshold=0.4, replicate_seeds=(1,))
-    pipeline.run_all(seeded)
-    replica = RunPaths.of(replicates.replicate_config(seeded, 1))
-    assert "frozen features" not in replica.training_log.read_text()
-    assert all(replica.weights(arch, seeded.late_epoch).is_file() for arch in seeded.architectures)
-    assert set(evidence.load_evidence(seeded)["seed"]) == {0, 1}
-    assert (verdicts.seed_rankings(seeded).groupby("method")["count"].sum() == 2).all()
-    assert len(replicates.floor_excess(seeded)) == len(seeded.cam_methods) * len(seeded.architectures) * 4
+                                 "noise_floor.parquet", "evidence_threshold_free.parquet", "evidence.parquet",
+                                 "tables/verdicts.json"}
