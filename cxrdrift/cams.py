@@ -379,6 +379,23 @@ def check_layers(model: keras.Model, layers: Iterable[str], image_size: int) -> 
                           "are degenerate (NaN); use a larger image_size", stacklevel=3)
 
 
+# The model each backbone was last mapped with in this process: a later map of that backbone
+# (another epoch, a replicate, the randomized copy) loads its weights into it, so the fused pass
+# traced for it serves again; its maps are those of a model built anew (tests/test_cams.py).
+_MAPPING_MODELS: dict[str, tuple[tuple, keras.Model]] = {}
+
+
+def mapping_model(arch: str, image_size: int, weights: Path) -> keras.Model:
+    """`arch`'s model at `image_size` holding the checkpoint `weights`: the one this process
+    mapped `arch` with before (under the same dtype policy), or one built now."""
+    key = (image_size, keras.mixed_precision.global_policy().name)
+    if arch not in _MAPPING_MODELS or _MAPPING_MODELS[arch][0] != key:
+        _MAPPING_MODELS[arch] = key, build_model(arch, image_size, None)
+    model = _MAPPING_MODELS[arch][1]
+    model.load_weights(weights)
+    return model
+
+
 def run_cam_stage(config: RunConfig, force: bool = False, samples_of: RunConfig | None = None) -> list[Path]:
     """Write `cams/<arch>/epoch_NN.npz` for every architecture and CAM epoch; skip a file whose
     stamp is current (the "cams" fields, its layers, the checkpoint's and the images' contents).
@@ -391,7 +408,6 @@ def run_cam_stage(config: RunConfig, force: bool = False, samples_of: RunConfig 
     written = []
     for arch in config.architectures:
         layers = cam_layers(config, arch)
-        model = None
         for epoch in config.cam_epoch_list():
             target, weights = paths.cams(arch, epoch), paths.weights(arch, epoch)
             written.append(target)
@@ -401,10 +417,8 @@ def run_cam_stage(config: RunConfig, force: bool = False, samples_of: RunConfig 
                              images=images, methods=list(stored_methods(config)))
             if not force and is_current(target, expected):
                 continue
-            if model is None:
-                model = build_model(arch, config.image_size, None)
-                check_layers(model, layers.values(), config.image_size)
-            model.load_weights(weights)
+            model = mapping_model(arch, config.image_size, weights)
+            check_layers(model, layers.values(), config.image_size)
             dataset = data.make_dataset(samples, preprocess_input(arch), config.image_size, config.cam_batch_size,
                                         with_labels=True)
             batches = progress.bar(-(-len(samples) // config.cam_batch_size), f"CAMs {arch} epoch {epoch}",

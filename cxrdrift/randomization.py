@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import data, progress
 from .artifacts import RunPaths, fingerprint, is_current, read_npz, stamp, write_npz, write_parquet
-from .cams import cam_samples, fused_pass, postprocess
+from .cams import cam_layers, cam_samples, fused_pass, mapping_model, postprocess
 from .config import RunConfig
 from .drift import drift_means, drift_rows, epoch_maps, load_compared_rows, load_drift
 from .models import TARGET_LAYERS, build_model, preprocess_input
@@ -69,14 +69,16 @@ def randomized_maps(config: RunConfig, arch: str, samples: pd.DataFrame, images:
     expected = stamp(config, "randomized_maps", [weights], arch=arch, images=images)
     if not force and is_current(target, expected):
         return {method: array for method, array in read_npz(target).items() if method != "sample_id"}
-    model = build_model(arch, config.image_size, None)
-    model.load_weights(weights)
+    model = mapping_model(arch, config.image_size, weights)
     randomize_top(model, arch, config.seed + 1)  # not the seed training initialized the head with
     batches = data.make_dataset(samples, preprocess_input(arch), config.image_size, config.cam_batch_size,
                                 with_labels=True)
     shown = progress.bar(-(-len(samples) // config.cam_batch_size), f"CAMs {arch} randomized top",
                          unit="batch", iterable=batches.as_numpy_iterator())
-    maps = fused_pass(model, TARGET_LAYERS[arch]).run(shown, config.cam_methods, config.alpha_norm)
+    # the CAM stage's pass (all its layers, already traced for this model), read at the target
+    # layer: the same bits as a pass to that layer alone
+    maps = fused_pass(model, tuple(cam_layers(config, arch).values())).run_layers(
+        shown, config.cam_methods, config.alpha_norm)[TARGET_LAYERS[arch]]
     write_npz(target, {"sample_id": sample_ids, **maps}, stamp=expected)
     return maps
 

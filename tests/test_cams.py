@@ -300,6 +300,34 @@ def check_inception_identities(model: keras.Model, images: np.ndarray, classes: 
 # -- the stage on a tiny run directory --------------------------------------------------------------
 
 @pytest.mark.slow
+def test_a_later_map_of_a_backbone_reuses_its_model_with_the_maps_of_a_model_built_anew(tmp_path) -> None:
+    keras.utils.set_random_seed(0)
+    for name in ("a", "b"):
+        build_model("ResNet50V2", 64, None).save_weights(tmp_path / f"{name}.weights.h5")
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32), np.array([0, 1, 2, 3], np.int32)
+    layers, methods = (TARGET_LAYERS["ResNet50V2"], EARLIER_LAYERS["ResNet50V2"]), ("layercam", "gradcampp")
+
+    model = cams.mapping_model("ResNet50V2", 64, tmp_path / "a.weights.h5")
+    first = cams.fused_pass(model, layers).run_layers([batch], methods)
+    head = model.get_layer("logits")
+    head.kernel.assign(head.kernel * -3.0)  # changed in place, as the randomized copy changes its top
+    again = cams.mapping_model("ResNet50V2", 64, tmp_path / "b.weights.h5")
+    assert again is model
+    maps = cams.fused_pass(again, layers).run_layers([batch], methods)
+
+    fresh = build_model("ResNet50V2", 64, None)
+    fresh.load_weights(tmp_path / "b.weights.h5")
+    expected = cams.fused_pass(fresh, layers).run_layers([batch], methods)
+    for layer in layers:
+        for method in methods:
+            np.testing.assert_array_equal(maps[layer][method], expected[layer][method])
+    assert not np.array_equal(maps[layers[0]]["layercam"], first[layers[0]]["layercam"])
+    assert cams.mapping_model("ResNet50V2", 32, tmp_path / "a.weights.h5") is not model  # another size
+
+
+
+@pytest.mark.slow
 def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
     from cxrdrift import data
     from cxrdrift.artifacts import RunPaths, write_parquet
