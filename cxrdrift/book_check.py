@@ -41,7 +41,8 @@ INSTALL_HINT = ("headless Chromium and its driver are needed: on Debian/Ubuntu `
 SKIPPED_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 WIDTH, MAX_HEIGHT = 1280, 12000
 
-# Lines that TensorFlow, absl, oneDNN or CUDA write at start-up: never something a reader should see.
+# Lines that TensorFlow, absl, oneDNN or CUDA write (at start-up, or TensorFlow's Python logger):
+# never something a reader should see.
 LOG_NOISE = tuple(re.compile(pattern) for pattern in (
     r"absl::InitializeLog\(\)",
     r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\]",       # glog/absl line prefix
@@ -50,6 +51,7 @@ LOG_NOISE = tuple(re.compile(pattern) for pattern in (
     r"This TensorFlow binary is optimized to use available CPU instructions",
     r"Unable to register cu(DNN|FFT|BLAS) factory",
     r"TF-TRT Warning",
+    r"^(?:WARNING|INFO|ERROR):tensorflow:",                          # its Python logger
 ))
 # A cell's last value that only says what object it returned (a saved figure's path, a figure).
 STRAY_VALUE = re.compile(r"^\s*(?:(?:Posix|Windows)?Path\(|<(?:Figure size|matplotlib\.|cxrdrift\.))")

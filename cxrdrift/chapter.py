@@ -1,6 +1,8 @@
 """What every chapter notebook does first: resolve its configuration and show the run banner."""
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any, Mapping
 
 from . import config as cfg
@@ -19,12 +21,28 @@ def setup(namespace: Mapping[str, Any], banner: bool = True) -> cfg.RunConfig:
     overrides = {name: value for name, value in namespace.items()
                  if name in cfg.FIELDS and name != "profile"}
     config = cfg.profile(namespace.get("profile", "demo"), **overrides)
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _KernelLogOnly) for f in logger.filters):
+        logger.addFilter(_KernelLogOnly())
     write_config(config, {"environment": provenance.environment()})
     if banner:
         from IPython.display import Markdown, display
 
         display(Markdown(banner_markdown(config, read_resolved(config.run_dir))))
     return config
+
+
+class _KernelLogOnly(logging.Filter):
+    """TensorFlow's Python log records (its tf.function retracing warnings: every model a chapter
+    builds traces its own steps) go to the process's own stderr, which a chapter's kernel writes
+    to `<chapter>.kernel.log` beside TensorFlow's native lines, not into the cell a reader sees."""
+
+    _format = logging.Formatter(logging.BASIC_FORMAT)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if sys.__stderr__ is not None:
+            sys.__stderr__.write(self._format.format(record) + "\n")
+        return False
 
 
 def is_paper_run(config: cfg.RunConfig, resolved: Mapping[str, Any]) -> bool:

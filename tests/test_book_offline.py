@@ -28,6 +28,8 @@ def test_output_problems_find_log_noise_and_stray_values_but_keep_other_warnings
     outputs = [
         {"kind": "stderr", "text": ABSL_NOISE},
         {"kind": "stderr", "text": "2026-11-29 10:00:00.123456: I tensorflow/core/util/port.cc:113] oneDNN"},
+        {"kind": "stderr", "text": "WARNING:tensorflow:5 out of the last 13 calls to <function f> triggered "
+                                   "tf.function retracing."},
         {"kind": "stderr", "text": "UserWarning: only 3 images were kept; the interval is wide"},
         {"kind": "text_plain", "text": "PosixPath('runs/smoke/figures/06_dissociation.png')"},
         {"kind": "text_plain", "text": "<Figure size 640x480 with 1 Axes>"},
@@ -35,7 +37,8 @@ def test_output_problems_find_log_noise_and_stray_values_but_keep_other_warnings
         {"kind": "stream", "text": "Dataset: runs/smoke/data (Path printed on purpose)"},
     ]
     noise, stray, stderr = book_check.output_problems(outputs)
-    assert len(noise) == 3 and "absl::InitializeLog" in noise[0] and "oneDNN" in noise[1]
+    assert len(noise) == 4 and "absl::InitializeLog" in noise[0] and "oneDNN" in noise[1]
+    assert "retracing" in noise[3]
     assert stray == ["PosixPath('runs/smoke/figures/06_dissociation.png')", "<Figure size 640x480 with 1 Axes>"]
     assert stderr == ["UserWarning: only 3 images were kept; the interval is wide"]
 
@@ -45,6 +48,8 @@ def test_kernel_drops_native_log_noise_and_keeps_python_warnings(tmp_path):
     progress bars stay out of the chapter; a Python warning, which a chapter can explain, still shows."""
     extra = (f"import os, sys, warnings\nos.write(2, {ABSL_NOISE.encode()!r})\n"
              "warnings.warn('only 3 images were kept')\n"
+             "from cxrdrift import chapter\nchapter.setup({'profile': 'smoke'}, banner=False)\n"
+             "import tensorflow as tf\ntf.get_logger().warning('5 calls triggered tf.function retracing')\n"
              "from tqdm.std import tqdm\nfor _ in tqdm(range(3)): pass\n"  # as cams and train use it
              "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], os.environ['TQDM_DISABLE'], os.environ['MPLBACKEND'])")
     write_chapter(tmp_path / "notebooks", "01_noisy", extra=extra)
@@ -53,7 +58,9 @@ def test_kernel_drops_native_log_noise_and_keeps_python_warnings(tmp_path):
     streams = [{"kind": output.name, "text": output.text} for cell in notebook.cells
                for output in cell.get("outputs", []) if output.output_type == "stream"]
     noise, _, stderr = book_check.output_problems(streams)
-    assert noise == []
+    assert noise == [] and not any("retracing" in s["text"] for s in streams)
+    assert "WARNING:tensorflow:5 calls triggered tf.function retracing" in \
+        (tmp_path / "book" / "chapters" / "01_noisy.kernel.log").read_text()
     assert "widgets" not in notebook.metadata  # no progress-bar widget that needs a kernel or a CDN
     assert any("only 3 images were kept" in line for line in stderr)
     assert not any("3/3" in line for line in stderr)  # no progress bar
