@@ -408,6 +408,7 @@ def run_cam_stage(config: RunConfig, force: bool = False, samples_of: RunConfig 
     written = []
     for arch in config.architectures:
         layers = cam_layers(config, arch)
+        model = None
         for epoch in config.cam_epoch_list():
             target, weights = paths.cams(arch, epoch), paths.weights(arch, epoch)
             written.append(target)
@@ -417,8 +418,10 @@ def run_cam_stage(config: RunConfig, force: bool = False, samples_of: RunConfig 
                              images=images, methods=list(stored_methods(config)))
             if not force and is_current(target, expected):
                 continue
+            unchecked = model is None
             model = mapping_model(arch, config.image_size, weights)
-            check_layers(model, layers.values(), config.image_size)
+            if unchecked:  # once per backbone, so its 1x1 warning comes once
+                check_layers(model, layers.values(), config.image_size)
             dataset = data.make_dataset(samples, preprocess_input(arch), config.image_size, config.cam_batch_size,
                                         with_labels=True)
             batches = progress.bar(-(-len(samples) // config.cam_batch_size), f"CAMs {arch} epoch {epoch}",

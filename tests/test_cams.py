@@ -326,7 +326,6 @@ def test_a_later_map_of_a_backbone_reuses_its_model_with_the_maps_of_a_model_bui
     assert cams.mapping_model("ResNet50V2", 32, tmp_path / "a.weights.h5") is not model  # another size
 
 
-
 @pytest.mark.slow
 def test_cam_stage_writes_skips_and_recomputes(tmp_path) -> None:
     from cxrdrift import data
