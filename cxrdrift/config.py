@@ -262,10 +262,11 @@ FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Ru
 
 # The fields each stage's artifacts are computed from (`cxrdrift.artifacts.stamp`): a changed field
 # makes exactly the artifacts of the stages that list it stale, and those downstream through their
-# input files. Training and CAM files also stamp the architecture, epoch and input files themselves.
+# input files. Training and CAM files also stamp the architecture, epoch and input files themselves,
+# training also the dataset's contents (`data.DatasetIndex.identity`) in place of where it lies.
 _MAPPED = ("architectures", "cam_methods", "cam_samples", "image_size", "threshold")
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-    "training": ("image_size", "augment", "data_dir", "synth_train", "synth_val", "synth_test", "synth_size",
+    "training": ("image_size", "augment", "synth_train", "synth_val", "synth_test", "synth_size",
                  "weights", "pretrain_images", "pretrain_epochs", "pretrain_lr", "pretrain_bn_momentum",
                  "pretrain_bn_epochs", "pretrain_bn_images", "pretrain_size", "pretrain_seed", "pretrain_dense",
                  "pretrain_bf16",
@@ -285,9 +286,9 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "evidence": (*_MAPPED, "cam_layers", "early_epoch", "late_epoch", "replicate_seeds", "seed"),
     "verdicts": ("bootstrap_samples", "seed", "threshold"),
 }
-# Fields no artifact's content depends on: where the run lives, how it is batched or cached, what
-# the chapters compute from the artifacts, and whether an optional stage runs at all.
-UNSTAMPED_FIELDS: tuple[str, ...] = ("profile", "run_dir", "cam_batch_size", "cache_frozen_features",
+# Fields no artifact's content depends on: where the run and its data live, how it is batched or
+# cached, what the chapters compute from the artifacts, and whether an optional stage runs at all.
+UNSTAMPED_FIELDS: tuple[str, ...] = ("profile", "run_dir", "data_dir", "cam_batch_size", "cache_frozen_features",
                                      "ground_truth", "randomization_check",
                                      "synth_lung_masks")  # lung masks change no image, only add files
 _HINTS = typing.get_type_hints(RunConfig)

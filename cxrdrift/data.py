@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -20,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 from . import dicom
-from .artifacts import RunPaths, read_resolved, write_config
+from .artifacts import RunPaths, read_json, read_resolved, write_config
 from .config import CLASSES, RunConfig
 # canonical_class, canonical_split, IMAGE_SUFFIXES and MANIFEST_COLUMNS are also data's public names
 from .layouts import (IMAGE_SUFFIXES, MANIFEST_COLUMNS, MANIFEST_NAME, MASKS_DIR, SPLITS, ClassMap,  # noqa: F401
                       DatasetError, Problem, Scan, canonical_class, canonical_split, parse_class_map, scan_folders,
                       scan_manifest)
+from .synth import PARAMS_FILE
 
 # The paper's Table 1: test-set images per class (REPORTED.md).
 PAPER_TEST_COUNTS: dict[str, int] = {
@@ -68,6 +71,21 @@ class DatasetIndex:
         """The lesion mask of a sample (`<root>/masks/<sample_id>` as .png), or None if absent."""
         path = (self.root / MASKS_DIR / sample_id).with_suffix(".png")
         return path if path.is_file() else None
+
+    @cached_property
+    def identity(self) -> str:
+        """What the dataset holds, wherever it lies: a digest of every image's sample id, split,
+        label and path inside the dataset, and, for a generated dataset, of the generator's
+        parameters (its version, seed, size and counts). Training stamps this instead of
+        `data_dir`, so a moved or copied run, or a replicate reading its main run's data, stays
+        current, while relabelled, added or regenerated images make it stale."""
+        frame = self.frame.assign(path=[os.path.relpath(path, self.root) for path in self.frame["path"]])
+        digest = hashlib.sha256(frame[["sample_id", "split", "label", "path"]].to_csv(index=False).encode())
+        generator = self.root / PARAMS_FILE
+        if generator.is_file():  # lung masks add files and change no image (synth_lung_masks is unstamped)
+            params = {k: v for k, v in read_json(generator).items() if k != "lung_masks"}
+            digest.update(json.dumps(params, sort_keys=True).encode())
+        return digest.hexdigest()
 
     def lung_mask_path(self, sample_id: str) -> Path | None:
         """The lung mask of a sample (Radiography Database `masks/`, a manifest's lung_mask

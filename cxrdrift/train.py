@@ -71,10 +71,13 @@ def configure_device(config: RunConfig) -> Device:
 
 # -- run-directory bookkeeping ---------------------------------------------------------------------
 
-def training_stamp(config: RunConfig, arch: str) -> str:
-    """What `arch`'s checkpoints, predictions and history are computed from (the "training" fields
-    and the precision fine-tuning computes in on this CPU)."""
-    return stamp(config, "training", arch=arch, finetune_precision=finetune_precision(config, arch))
+def training_stamp(config: RunConfig, arch: str, index: data.DatasetIndex | None = None) -> str:
+    """What `arch`'s checkpoints, predictions and history are computed from: the "training" fields,
+    the dataset's contents (`index`, the run's dataset when None) and the precision fine-tuning
+    computes in on this CPU."""
+    index = data.run_index(config) if index is None else index
+    return stamp(config, "training", arch=arch, dataset=index.identity,
+                 finetune_precision=finetune_precision(config, arch))
 
 
 def finetune_precision(config: RunConfig, arch: str) -> str:
@@ -85,11 +88,12 @@ def finetune_precision(config: RunConfig, arch: str) -> str:
     return "mixed_bfloat16" if arch in config.finetune_bf16 and native_bf16() else "float32"
 
 
-def finished_epoch(config: RunConfig, arch: str) -> int:
-    """The last epoch of `arch` whose artifacts are all written for this config (0 if none)."""
+def finished_epoch(config: RunConfig, arch: str, index: data.DatasetIndex | None = None) -> int:
+    """The last epoch of `arch` whose artifacts are all written for this config and the dataset
+    of `index` (the run's when None); 0 if none."""
     paths = RunPaths.of(config)
     state = paths.training_state(arch)
-    if not paths.last_weights(arch).is_file() or not is_current(state, training_stamp(config, arch)):
+    if not paths.last_weights(arch).is_file() or not is_current(state, training_stamp(config, arch, index)):
         return 0
     return int(read_json(state)["epoch"])
 
@@ -277,8 +281,9 @@ def run_epoch(source: EpochSource, epoch: int) -> tuple[dict[str, float], np.nda
 
 def finish_epoch(config: RunConfig, arch: str, epoch: int, phase: str, model: keras.Model,
                  optimizer: keras.optimizers.Optimizer, row: dict[str, float], test: pd.DataFrame,
-                 logits: np.ndarray) -> None:
-    """Write the epoch's artifacts; `state.json` last, so an epoch counts as done only when all are."""
+                 logits: np.ndarray, trained: str) -> None:
+    """Write the epoch's artifacts; `state.json` last, stamped `trained` (`training_stamp`), so an
+    epoch counts as done only when all are."""
     paths = RunPaths.of(config)
     if epoch in config.saved_epochs():
         with atomic_path(paths.weights(arch, epoch)) as tmp:
@@ -292,7 +297,7 @@ def finish_epoch(config: RunConfig, arch: str, epoch: int, phase: str, model: ke
         paths.last_optimizer(arch).unlink(missing_ok=True)
     else:
         save_optimizer(optimizer, paths.last_optimizer(arch))
-    write_json(paths.training_state(arch), {"epoch": epoch, "phase": phase}, stamp=training_stamp(config, arch))
+    write_json(paths.training_state(arch), {"epoch": epoch, "phase": phase}, stamp=trained)
 
 
 def phase_of(config: RunConfig, epoch: int) -> str:
@@ -310,7 +315,7 @@ def shared_features(config: RunConfig, arch: str, index: data.DatasetIndex,
     same_start = [weights.get(k) for k in ("kind", "path", "cache_key")]
     if (weights.get("kind") == "none" or not described.is_file()
             or [read_json(described).get(k) for k in ("kind", "path", "cache_key")] != same_start
-            or not is_current(path, training_stamp(config, arch))):
+            or not is_current(path, training_stamp(config, arch, index))):
         return None
     saved = read_npz(path)
     if any(f"{split}_ids" not in saved or not np.array_equal(saved[f"{split}_ids"],
@@ -379,7 +384,8 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
     """Train `arch` through both phases, resuming after its last finished epoch; a replicate
     passes the main run as `features_of` to reuse its frozen-backbone features."""
     paths = RunPaths.of(config)
-    done = 0 if force else finished_epoch(config, arch)
+    trained = training_stamp(config, arch, index)
+    done = 0 if force else finished_epoch(config, arch, index)
     if done == config.total_epochs:
         if paths.weights_description(arch).is_file():  # config.json may have been rewritten since
             _record_weights(config, arch, read_json(paths.weights_description(arch)))
@@ -422,11 +428,12 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
                                   paths.last_optimizer(arch))
         for epoch in epochs:
             row, logits = run_epoch(source, epoch)
-            finish_epoch(config, arch, epoch, phase, model, source.trainer.optimizer, row, source.test, logits)
+            finish_epoch(config, arch, epoch, phase, model, source.trainer.optimizer, row, source.test, logits,
+                         trained)
             log.info("%s epoch %d (%s): %s", arch, epoch, phase,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
         if source.cached:
-            source.save_features(paths.frozen_features(arch), training_stamp(config, arch))
+            source.save_features(paths.frozen_features(arch), trained)
 
 
 def _record_weights(config: RunConfig, arch: str, description: dict[str, Any]) -> None:
@@ -491,10 +498,10 @@ def linear_probe(config: RunConfig) -> pd.DataFrame:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    rows = {}
+    rows, index = {}, data.run_index(config)
     for arch in config.architectures:
         path = RunPaths.of(config).frozen_features(arch)
-        if not is_current(path, training_stamp(config, arch)):
+        if not is_current(path, training_stamp(config, arch, index)):
             continue
         saved = read_npz(path)
         # tol 1e-3, not scikit-learn's 1e-4: on the demo's features (1,920-2,048 per image, 1,000 images)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -388,6 +389,35 @@ def test_prepare_generates_synthetic_dataset(tmp_path):
     assert masks.shape == (10, 32, 32)
     normal = (index.split("test")["label"] == "Normal").to_numpy()
     assert not masks[normal].any() and masks[~normal].any(axis=(1, 2)).all()
+
+
+def test_dataset_identity_follows_the_images_not_where_they_lie(tmp_path):
+    config = profile("smoke", run_dir=str(tmp_path / "run"), synth_train=20, synth_val=10,
+                     synth_test=10, synth_size=32)
+    generated = data.prepare(config).identity
+    shutil.copytree(tmp_path / "run", tmp_path / "moved" / "run")
+    root = tmp_path / "moved" / "run" / "data"
+
+    def identity(**where) -> str:
+        return data.run_index(config.replace(**where)).identity
+
+    assert identity(run_dir=str(root.parent)) == generated  # a copied run
+    # a replicate reads its main run's data through data_dir
+    assert identity(run_dir=str(tmp_path / "run" / "replicates" / "seed_1"), data_dir=str(root)) == generated
+    params = json.loads((root / "generator.json").read_text())
+    (root / "generator.json").write_text(json.dumps({**params, "lung_masks": True}))
+    assert identity(data_dir=str(root)) == generated  # lung masks add files, change no image
+    (root / "generator.json").write_text(json.dumps({**params, "version": params["version"] + 1}))
+    assert identity(data_dir=str(root)) != generated  # regenerated pixels
+    (root / "generator.json").write_text(json.dumps(params))
+    image = next((root / "train" / "Normal").glob("*.png"))
+    image.rename(root / "train" / "COVID-19" / "relabelled.png")
+    assert identity(data_dir=str(root)) != generated  # an image with another label
+    first = identity(data_dir=str(make_tree(tmp_path / "real")))
+    shutil.move(tmp_path / "real", tmp_path / "elsewhere")
+    assert identity(data_dir=str(tmp_path / "elsewhere")) == first  # a moved dataset
+    write_image(tmp_path / "elsewhere" / "train" / FOLDERS["Normal"] / "added.png", seed=9, shape=(64, 66))
+    assert identity(data_dir=str(tmp_path / "elsewhere")) != first  # an image more
 
 
 @pytest.mark.slow

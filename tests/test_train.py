@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -114,12 +115,12 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny, monkeypatch, 
     resumed = tiny("resumed", architectures=("ResNet50V2",))
     finish = train.finish_epoch
 
-    def interrupted(config, arch, epoch, phase, model, optimizer, row, test, logits):
+    def interrupted(config, arch, epoch, phase, model, optimizer, row, test, logits, trained):
         if epoch == interrupt_after + 1:  # half of the next epoch written, then the crash
             train._replace_rows(RunPaths.of(config).predictions, arch,
                                 train.predictions_frame(arch, epoch, test, logits), epoch - 1)
             raise KeyboardInterrupt
-        finish(config, arch, epoch, phase, model, optimizer, row, test, logits)
+        finish(config, arch, epoch, phase, model, optimizer, row, test, logits, trained)
 
     monkeypatch.setattr(train, "finish_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -234,6 +235,24 @@ def test_replicate_reuses_the_main_runs_frozen_features_and_gets_what_it_would_c
     random_main = tiny("random_main", architectures=("ResNet50V2",), epochs_ft=1)
     train.run_training(random_main)
     assert train.shared_features(random_main, "ResNet50V2", index, {"kind": "none"}) is None
+
+
+def test_a_copied_run_and_its_replicate_stay_trained_until_their_images_change(tiny, tmp_path):
+    from cxrdrift import replicates
+    main = tiny("main", architectures=("ResNet50V2",), epochs_ft=1, replicate_seeds=(1,))
+    shutil.copytree(main.data_dir, RunPaths.of(main).data)  # the run's own generated data
+    main = main.replace(data_dir="")
+    train.run_training(main)
+    replicates.run_replicate_training(main)
+    shutil.copytree(main.run_dir, tmp_path / "copy")
+    copy = main.replace(run_dir=str(tmp_path / "copy"))
+    replica = replicates.replicate_config(copy, 1)
+    assert replica.data_dir == str(tmp_path / "copy" / "data")
+    assert [train.finished_epoch(c, "ResNet50V2") for c in (copy, replica)] == [3, 3]
+    image = next((tmp_path / "copy" / "data" / "train" / "Normal").glob("*.png"))
+    image.rename(image.parent.parent / "Pneumonia" / image.name)  # one training image relabelled
+    assert [train.finished_epoch(c, "ResNet50V2") for c in (copy, replica)] == [0, 0]
+    assert [train.finished_epoch(c, "ResNet50V2") for c in (main, replicates.replicate_config(main, 1))] == [3, 3]
 
 
 def test_finetune_images_take_the_first_of_each_epochs_order(tiny):
