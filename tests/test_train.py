@@ -250,7 +250,7 @@ def test_a_copied_run_and_its_replicate_stay_trained_until_their_images_change(t
     assert replica.data_dir == str(tmp_path / "copy" / "data")
     assert [train.finished_epoch(c, "ResNet50V2") for c in (copy, replica)] == [3, 3]
     image = next((tmp_path / "copy" / "data" / "train" / "Normal").glob("*.png"))
-    image.rename(image.parent.parent / "Pneumonia" / image.name)  # one training image relabelled
+    image.rename(image.parent.parent / "Pneumonia" / "relabelled.png")  # one training image relabelled
     assert [train.finished_epoch(c, "ResNet50V2") for c in (copy, replica)] == [0, 0]
     assert [train.finished_epoch(c, "ResNet50V2") for c in (main, replicates.replicate_config(main, 1))] == [3, 3]
 
