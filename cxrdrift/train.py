@@ -524,11 +524,16 @@ def per_class_recall(scores: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame({arch: s["recall_per_class"] for arch, s in scores.items()}).T.rename_axis("arch")
 
 
-def throughput_table(history: pd.DataFrame) -> pd.DataFrame:
-    """Median training images/s and mean epoch wall time per architecture and phase."""
-    return (history.groupby(["arch", "phase"], sort=False)
-            .agg(images_per_s=("images_per_s", "median"), epoch_wall_s=("wall_s", "mean"))
-            .reset_index())
+def throughput_table(config: RunConfig, history: pd.DataFrame) -> pd.DataFrame:
+    """Median training images/s and mean epoch wall time per architecture and phase, with the
+    arithmetic each phase's steps computed in (the frozen phase's head is float32; fine-tuning's is
+    `finetune_precision`, which the training stamp holds, so it is what made these checkpoints)."""
+    table = (history.groupby(["arch", "phase"], sort=False)
+             .agg(images_per_s=("images_per_s", "median"), epoch_wall_s=("wall_s", "mean"))
+             .reset_index())
+    table["arithmetic"] = [finetune_precision(config, arch).removeprefix("mixed_") if phase == PHASES[1] else "float32"
+                           for arch, phase in zip(table["arch"], table["phase"])]
+    return table
 
 
 def iter_weights_descriptions(config: RunConfig) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -291,6 +291,10 @@ def test_finetune_bf16_computes_fine_tuning_in_bfloat16_only_where_native(tiny, 
     late = checkpoint(config, "ResNet50V2", 3)
     assert all(w.dtype == np.float32 for w in late.get_weights())
     assert (train.finetune_precision(config, "ResNet50V2") == "mixed_bfloat16") == native
+    arithmetic = train.throughput_table(config, train.load_history(config)).set_index(["arch", "phase"])["arithmetic"]
+    assert arithmetic.to_dict() == {("ResNet50V2", "transfer"): "float32",
+                                    ("ResNet50V2", "finetune"): "bfloat16" if native else "float32",
+                                    ("DenseNet201", "transfer"): "float32", ("DenseNet201", "finetune"): "float32"}
 
 
 def test_a_later_run_fine_tunes_in_the_model_an_earlier_one_compiled_and_gets_the_same_bits(tiny, caplog):
