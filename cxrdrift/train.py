@@ -58,11 +58,17 @@ class Device:
     gpus: int
 
 
+def uses_mixed_precision(config: RunConfig) -> bool:
+    """Whether training computes under "mixed_float16": `mixed_precision` on, or auto with a GPU."""
+    return config.mixed_precision == "on" or (config.mixed_precision == "auto"
+                                              and bool(tf.config.list_physical_devices("GPU")))
+
+
 def configure_device(config: RunConfig) -> Device:
     """Set the Keras dtype policy ("mixed_float16" when mixed precision is on, else "float32") and
     choose the distribution strategy (MirroredStrategy over several GPUs) and XLA."""
     gpus = len(tf.config.list_physical_devices("GPU"))
-    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and gpus > 0)
+    mixed = uses_mixed_precision(config)
     xla = config.xla == "on" or (config.xla == "auto" and gpus > 0)
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     strategy = tf.distribute.MirroredStrategy() if gpus > 1 else tf.distribute.get_strategy()
@@ -526,12 +532,15 @@ def per_class_recall(scores: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
 def throughput_table(config: RunConfig, history: pd.DataFrame) -> pd.DataFrame:
     """Median training images/s and mean epoch wall time per architecture and phase, with the
-    arithmetic each phase's steps computed in (the frozen phase's head is float32; fine-tuning's is
-    `finetune_precision`, which the training stamp holds, so it is what made these checkpoints)."""
+    arithmetic each phase's steps compute in on this machine: float16 under mixed precision, else
+    float32 for the frozen phase's head and `finetune_precision` for fine-tuning (the training
+    stamp holds it, so it is what made these checkpoints)."""
     table = (history.groupby(["arch", "phase"], sort=False)
              .agg(images_per_s=("images_per_s", "median"), epoch_wall_s=("wall_s", "mean"))
              .reset_index())
-    table["arithmetic"] = [finetune_precision(config, arch).removeprefix("mixed_") if phase == PHASES[1] else "float32"
+    mixed = uses_mixed_precision(config)
+    table["arithmetic"] = ["float16" if mixed else
+                           finetune_precision(config, arch).removeprefix("mixed_") if phase == PHASES[1] else "float32"
                            for arch, phase in zip(table["arch"], table["phase"])]
     return table
 

@@ -295,6 +295,8 @@ def test_finetune_bf16_computes_fine_tuning_in_bfloat16_only_where_native(tiny, 
     assert arithmetic.to_dict() == {("ResNet50V2", "transfer"): "float32",
                                     ("ResNet50V2", "finetune"): "bfloat16" if native else "float32",
                                     ("DenseNet201", "transfer"): "float32", ("DenseNet201", "finetune"): "float32"}
+    mixed = train.throughput_table(config.replace(mixed_precision="on"), train.load_history(config))
+    assert set(mixed["arithmetic"]) == {"float16"}
 
 
 def test_a_later_run_fine_tunes_in_the_model_an_earlier_one_compiled_and_gets_the_same_bits(tiny, caplog):
