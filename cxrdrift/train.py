@@ -94,6 +94,15 @@ def finetune_precision(config: RunConfig, arch: str) -> str:
     return "mixed_bfloat16" if arch in config.finetune_bf16 and native_bf16() else "float32"
 
 
+def phase_policy(config: RunConfig, arch: str, phase: str, mixed: bool) -> str:
+    """The Keras dtype policy `arch`'s steps in `phase` compute under: "mixed_float16" under mixed
+    precision (`configure_device` sets it globally), else "float32" for the frozen phase's head and
+    `finetune_precision` for fine-tuning."""
+    if mixed:
+        return "mixed_float16"
+    return finetune_precision(config, arch) if phase == PHASES[1] else "float32"
+
+
 def finished_epoch(config: RunConfig, arch: str, index: data.DatasetIndex | None = None) -> int:
     """The last epoch of `arch` whose artifacts are all written for this config and the dataset
     of `index` (the run's when None); 0 if none."""
@@ -365,7 +374,7 @@ def finetuner(config: RunConfig, arch: str, device: Device, model: keras.Model) 
     itself where the precision is the global policy). Steps traced before and given the same
     weights and optimizer state compute the same bits as steps traced again
     (tests/test_determinism.py)."""
-    policy = keras.mixed_precision.global_policy().name if device.mixed_precision else finetune_precision(config, arch)
+    policy = phase_policy(config, arch, PHASES[1], device.mixed_precision)
     key = (tuple(tuple(w.shape) for w in model.weights), config.image_size, policy, config.bn_frozen_in_ft,
            config.lr_ft, device.xla, device.strategy)
     if arch in _FINETUNERS and _FINETUNERS[arch][0] == key:
@@ -532,15 +541,13 @@ def per_class_recall(scores: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
 def throughput_table(config: RunConfig, history: pd.DataFrame) -> pd.DataFrame:
     """Median training images/s and mean epoch wall time per architecture and phase, with the
-    arithmetic each phase's steps compute in on this machine: float16 under mixed precision, else
-    float32 for the frozen phase's head and `finetune_precision` for fine-tuning (the training
-    stamp holds it, so it is what made these checkpoints)."""
+    arithmetic each phase's steps compute in on this machine (`phase_policy`; the training stamp
+    holds the fine-tuning precision, so it is what made these checkpoints)."""
     table = (history.groupby(["arch", "phase"], sort=False)
              .agg(images_per_s=("images_per_s", "median"), epoch_wall_s=("wall_s", "mean"))
              .reset_index())
     mixed = uses_mixed_precision(config)
-    table["arithmetic"] = ["float16" if mixed else
-                           finetune_precision(config, arch).removeprefix("mixed_") if phase == PHASES[1] else "float32"
+    table["arithmetic"] = [phase_policy(config, arch, phase, mixed).removeprefix("mixed_")
                            for arch, phase in zip(table["arch"], table["phase"])]
     return table
 
