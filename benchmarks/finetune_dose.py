@@ -92,7 +92,7 @@ def measure(args: argparse.Namespace, arch: str, setting: tuple, val: pd.DataFra
         seconds = [h.loc[h["phase"] == "finetune", "wall_s"].sum() for _, h, _, _ in runs]
         rows.append({
             "arch": arch, "lr_ft": lr, "epochs_ft": epochs, "finetune_images": count, "precision": precision,
-            "computed_in": train.finetune_precision(configs[0], arch),
+            "computed_in": train.phase_policy(configs[0], arch, "finetune", train.uses_mixed_precision(configs[0])),
             "method": method, "seeds": len(runs), "images": int(both.sum()),
             "val_acc_early": np.mean(accuracy[early]), "val_acc_late": np.mean(accuracy[late]),
             "val_acc_lowest": min(accuracy[early] + accuracy[late]), "finetune_s": np.mean(seconds),
