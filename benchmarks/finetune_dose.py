@@ -1,13 +1,15 @@
 """Phase drift against the fine-tuning dose, beside the seed noise floor — on the validation split.
 
     .venv/bin/python benchmarks/finetune_dose.py [--lr 5e-5,1.5e-4,4e-4] [--seeds 0,1]
-        [--epochs-ft 2] [--finetune-images 0] [--precision demo] [--arch DenseNet201,...]
+        [--epochs-ft 2] [--finetune-images 0] [--precision demo] [--pretrain-epochs demo]
+        [--arch DenseNet201,...]
 
 The demo's protocol constants are chosen here, on validation images only (the test split the book
 reports on is never read). For every architecture and every combination of fine-tuning learning
-rate, epochs, images per epoch, precision and seed, the demo protocol is trained on the demo's data
-from its pre-trained backbones (the frozen features computed once per architecture and shared, as
-replicates share them), into `runs/dose/`; the validation images are mapped at the last frozen
+rate, epochs, images per epoch, precision, pre-training epochs and seed, the demo protocol is
+trained on the demo's data from its pre-trained backbones (the demo's own, or pre-trained anew for
+other `--pretrain-epochs` and cached like them; the frozen features computed once per pre-training
+and shared, as replicates share them), into `runs/dose/`; the validation images are mapped at the last frozen
 compared epoch and the last epoch (LayerCAM, Grad-CAM++, each image's label as the target). Printed
 per architecture and setting, over the seeds: validation accuracy at both epochs (mean and the
 lowest seed), fine-tuning seconds per seed, the phase drift 1 - overlap IoU and 1 - pattern
@@ -26,8 +28,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cxrdrift import cams, config as configuration, data, drift, models, progress, provenance, train
-from cxrdrift.artifacts import RunPaths
+from cxrdrift import cams, config as configuration, data, drift, models, pretrain, progress, provenance, train
+from cxrdrift.artifacts import RunPaths, read_json
 
 METHODS = ("layercam", "gradcampp")
 # finetune_bf16: None keeps the demo's, every architecture asks for bfloat16 (where the CPU has it
@@ -39,14 +41,26 @@ def numbers(text: str, kind: type) -> list:
     return [kind(v) for v in text.split(",") if v.strip()]
 
 
+def pretraining_epochs(text: str, demo: configuration.RunConfig) -> list[int]:
+    """The pre-training epochs to try: 'demo' is the demo's own."""
+    return [demo.pretrain_epochs if v.strip() == "demo" else int(v) for v in text.split(",") if v.strip()]
+
+
+def pretrain_seconds(config: configuration.RunConfig, arch: str) -> float:
+    """Seconds the (cached) pre-training of `arch` under `config` took when it ran."""
+    _, description = pretrain.cache_paths(arch, pretrain.PretrainSpec.from_config(config, arch))
+    return float(read_json(description)["seconds"])
+
+
 def setting_config(args: argparse.Namespace, arch: str, lr: float, epochs: int, images: int, precision: str,
-                   seed: int) -> configuration.RunConfig:
+                   pretrain_epochs: int, seed: int) -> configuration.RunConfig:
     demo = configuration.profile("demo")
-    tag = f"lr{lr:g}_ep{epochs}_img{images}_{precision}"
+    tag = f"lr{lr:g}_ep{epochs}_img{images}_{precision}_pre{pretrain_epochs}"
     overrides = {"run_dir": str(args.out / arch / tag / f"seed_{seed}"), "data_dir": str(RunPaths.of(demo).data),
                  "architectures": (arch,), "seed": seed, "pretrain_seed": demo.seed, "lr_ft": lr,
                  "epochs_ft": epochs, "late_epoch": demo.epochs_tl + epochs, "finetune_images": images,
-                 "replicate_seeds": (), "randomization_check": False}
+                 "replicate_seeds": (), "randomization_check": False,
+                 "pretrain_epochs": pretrain_epochs}
     if PRECISIONS[precision] is not None:
         overrides["finetune_bf16"] = PRECISIONS[precision]
     return demo.replace(**overrides)
@@ -71,8 +85,9 @@ def validation_maps(config: configuration.RunConfig, arch: str, val: pd.DataFram
 
 def measure(args: argparse.Namespace, arch: str, setting: tuple, val: pd.DataFrame, images: np.ndarray,
             features_of: configuration.RunConfig | None) -> tuple[list[dict], configuration.RunConfig]:
-    lr, epochs, count, precision = setting
-    configs = [setting_config(args, arch, lr, epochs, count, precision, seed) for seed in args.seeds]
+    lr, epochs, count, precision, pretrain_epochs = setting
+    configs = [setting_config(args, arch, lr, epochs, count, precision, pretrain_epochs, seed)
+               for seed in args.seeds]
     runs = []
     for config in configs:
         train.run_training(config, features_of=features_of)
@@ -92,6 +107,7 @@ def measure(args: argparse.Namespace, arch: str, setting: tuple, val: pd.DataFra
         seconds = [h.loc[h["phase"] == "finetune", "wall_s"].sum() for _, h, _, _ in runs]
         rows.append({
             "arch": arch, "lr_ft": lr, "epochs_ft": epochs, "finetune_images": count, "precision": precision,
+            "pretrain_epochs": pretrain_epochs, "pretrain_s": pretrain_seconds(configs[0], arch),
             "computed_in": train.phase_policy(configs[0], arch, "finetune", train.uses_mixed_precision(configs[0])),
             "method": method, "seeds": len(runs), "images": int(both.sum()),
             "val_acc_early": np.mean(accuracy[early]), "val_acc_late": np.mean(accuracy[late]),
@@ -112,6 +128,8 @@ def main() -> int:
     parser.add_argument("--finetune-images", default="0")
     parser.add_argument("--precision", default="demo",
                         help="demo (its finetune_bf16), bf16, fp32, or several, comma-separated")
+    parser.add_argument("--pretrain-epochs", default="demo",
+                        help="epochs of pre-training: demo (its pretrain_epochs) or numbers, comma-separated")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--out", default=Path("runs/dose"), type=Path)
     args = parser.parse_args()
@@ -126,17 +144,18 @@ def main() -> int:
           f"{len(val)} validation images; {len(grid)} settings x {len(args.seeds)} seeds")
     rows = []
     for arch in numbers(args.arch, str):
-        features_of = None
-        for setting in grid:
-            found, features_of = measure(args, arch, setting, val, images, features_of)
-            rows += found
-            keras.backend.clear_session()
-            progress.message(pd.DataFrame(found).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        for pretrain_epochs in pretraining_epochs(args.pretrain_epochs, demo):
+            features_of = None  # features of one pre-training
+            for setting in grid:
+                found, features_of = measure(args, arch, (*setting, pretrain_epochs), val, images, features_of)
+                rows += found
+                keras.backend.clear_session()
+                progress.message(pd.DataFrame(found).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "dose.csv"
     previous = pd.read_csv(path) if path.is_file() else None
-    keys = ["arch", "lr_ft", "epochs_ft", "finetune_images", "precision", "method"]
+    keys = ["arch", "lr_ft", "epochs_ft", "finetune_images", "precision", "pretrain_epochs", "method"]
     merged = table if previous is None else pd.concat([previous, table]).drop_duplicates(keys, keep="last")
     merged.to_csv(path, index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
