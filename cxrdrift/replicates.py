@@ -130,3 +130,28 @@ def floor_excess(config: RunConfig, level: float = 0.95) -> pd.DataFrame | None:
                          "ci_low": summary.ci_low, "ci_high": summary.ci_high, "n": summary.n})
     return pd.DataFrame(rows, columns=["method", "arch", "metric", "phase", "floor", "excess", "ci_low", "ci_high",
                                        "n"]).astype({"n": np.int64})
+
+
+def fine_tuning_dose(config: RunConfig) -> str:
+    """`config`'s fine-tuning dose (epochs, images per epoch, learning rate) beside the paper's."""
+    paper = RunConfig()
+    per_epoch = (f"{config.finetune_images:,} training images" if config.finetune_images else
+                 f"its {config.synth_train:,} training images" if config.synthetic_data else "every training image")
+    return (f"{config.epochs_ft} fine-tuning epochs of {per_epoch} at learning rate {config.lr_ft:g} (the paper: "
+            f"{paper.epochs_ft} epochs of its {paper.synth_train:,} training images; its rate is lost from the text "
+            f"we have, and the paper profile assumes {paper.lr_ft:g})")
+
+
+def floor_limit(config: RunConfig, excess: pd.DataFrame) -> str:
+    """The run's fine-tuning dose and, for the architectures whose phase drift clears the seed
+    floor in no cell of `excess` (`floor_excess`), that at this dose their drift cannot be told
+    from training noise."""
+    cleared = (excess["ci_low"] > 0).groupby(excess["arch"], sort=False).sum()
+    silent = [arch for arch, count in cleared.items() if count == 0]
+    dose = f"This run's fine-tuning dose: {fine_tuning_dose(config)}."
+    if not silent:
+        return f"{dose} Every architecture's phase drift clears the floor in at least one cell."
+    names = " and ".join(silent)
+    return (f"{dose} At this dose the phase drift of {names} clears the floor in no cell: for "
+            f"{'it' if len(silent) == 1 else 'them'} this run cannot tell what fine-tuning did to the evidence "
+            "from training noise. That is a limit of the dose, not a finding about the architecture.")

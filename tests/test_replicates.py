@@ -83,3 +83,18 @@ def test_floor_excess_pairs_each_images_phase_change_with_its_seed_floor(monkeyp
     assert not table.loc["pattern_correlation", "ci_low"] > 0  # no excess is no finding
     assert (table["n"] == 40).all()
     assert replicates.floor_excess(config.replace(replicate_seeds=())) is None
+
+
+def test_floor_limit_names_the_dose_and_the_architectures_within_training_noise():
+    config = cfg.profile("demo")
+    excess = pd.DataFrame({"arch": ["DenseNet201", "DenseNet201", "InceptionV3", "InceptionV3"],
+                           "ci_low": [0.01, -0.02, -0.01, 0.0]})
+    sentence = replicates.floor_limit(config, excess)
+    assert sentence.startswith("This run's fine-tuning dose: 2 fine-tuning epochs of 600 training images at "
+                               "learning rate 5e-05 (the paper: 10 epochs of its 11,733 training images; its rate "
+                               "is lost from the text we have, and the paper profile assumes 1e-05).")
+    assert "the phase drift of InceptionV3 clears the floor in no cell: for it this run" in sentence
+    assert "DenseNet201" not in sentence
+    assert replicates.floor_limit(config, excess.assign(ci_low=0.01)).endswith(
+        "Every architecture's phase drift clears the floor in at least one cell.")
+    assert "epochs of its 1,000 training images" in replicates.fine_tuning_dose(config.replace(finetune_images=0))
