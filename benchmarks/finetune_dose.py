@@ -9,12 +9,13 @@ reports on is never read). For every architecture and every combination of fine-
 rate, epochs, images per epoch, precision, pre-training epochs and seed, the demo protocol is
 trained on the demo's data from its pre-trained backbones (the demo's own, or pre-trained anew for
 other `--pretrain-epochs` and cached like them; the frozen features computed once per pre-training
-and shared, as replicates share them), into `runs/dose/`; the validation images are mapped at the last frozen
-compared epoch and the last epoch (LayerCAM, Grad-CAM++, each image's label as the target). Printed
-per architecture and setting, over the seeds: validation accuracy at both epochs (mean and the
-lowest seed), fine-tuning seconds per seed, the phase drift 1 - overlap IoU and 1 - pattern
-correlation (early -> late map of one seed, on the validation images every seed gets right at both
-epochs) and the seed floor (the same between two seeds' late maps). Rows also go to
+and shared, as replicates share them), into `runs/dose/`; the validation images are mapped at the
+last frozen compared epoch and the last epoch (LayerCAM, Grad-CAM++, each image's label as the
+target). Printed per architecture and setting, over the seeds: validation accuracy at both epochs
+(mean and the lowest seed), fine-tuning seconds per seed, the pre-training's seconds, the phase
+drift 1 - overlap IoU and 1 - pattern correlation (early -> late map of one seed, on the validation
+images every seed gets right at both epochs) and the seed floor (the same between two seeds' late
+maps). Rows also go to
 `runs/dose/dose.csv`. Runs resume: a finished setting is read back, not trained again.
 """
 from __future__ import annotations
@@ -97,6 +98,7 @@ def measure(args: argparse.Namespace, arch: str, setting: tuple, val: pd.DataFra
         runs.append((config, history, maps, correct))
     early, late = configs[0].compared_epochs
     both = np.logical_and.reduce([c[early] & c[late] for _, _, _, c in runs])
+    pretrained_s = pretrain_seconds(configs[0], arch)
     rows = []
     for method in METHODS:
         phase = [drift.drift_rows(m[early][method][both], m[late][method][both], configs[0].threshold)
@@ -107,7 +109,7 @@ def measure(args: argparse.Namespace, arch: str, setting: tuple, val: pd.DataFra
         seconds = [h.loc[h["phase"] == "finetune", "wall_s"].sum() for _, h, _, _ in runs]
         rows.append({
             "arch": arch, "lr_ft": lr, "epochs_ft": epochs, "finetune_images": count, "precision": precision,
-            "pretrain_epochs": pretrain_epochs, "pretrain_s": pretrain_seconds(configs[0], arch),
+            "pretrain_epochs": pretrain_epochs, "pretrain_s": pretrained_s,
             "computed_in": train.phase_policy(configs[0], arch, "finetune", train.uses_mixed_precision(configs[0])),
             "method": method, "seeds": len(runs), "images": int(both.sum()),
             "val_acc_early": np.mean(accuracy[early]), "val_acc_late": np.mean(accuracy[late]),

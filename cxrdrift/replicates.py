@@ -142,12 +142,17 @@ def fine_tuning_dose(config: RunConfig) -> str:
             f"we have, and the paper profile assumes {paper.lr_ft:g})")
 
 
+def cells_beyond_floor(excess: pd.DataFrame) -> pd.Series:
+    """Per architecture, the cells (method x metric) of `excess` (`floor_excess`) whose interval
+    lies above zero."""
+    return (excess["ci_low"] > 0).groupby(excess["arch"], sort=False).sum()
+
+
 def floor_limit(config: RunConfig, excess: pd.DataFrame) -> str:
     """The run's fine-tuning dose and, for the architectures whose phase drift clears the seed
     floor in no cell of `excess` (`floor_excess`), that at this dose their drift cannot be told
     from training noise."""
-    cleared = (excess["ci_low"] > 0).groupby(excess["arch"], sort=False).sum()
-    silent = [arch for arch, count in cleared.items() if count == 0]
+    silent = [arch for arch, count in cells_beyond_floor(excess).items() if count == 0]
     dose = f"This run's fine-tuning dose: {fine_tuning_dose(config)}."
     if not silent:
         return f"{dose} Every architecture's phase drift clears the floor in at least one cell."

@@ -89,6 +89,7 @@ def test_floor_limit_names_the_dose_and_the_architectures_within_training_noise(
     config = cfg.profile("demo")
     excess = pd.DataFrame({"arch": ["DenseNet201", "DenseNet201", "InceptionV3", "InceptionV3"],
                            "ci_low": [0.01, -0.02, -0.01, 0.0]})
+    assert replicates.cells_beyond_floor(excess).to_dict() == {"DenseNet201": 1, "InceptionV3": 0}
     sentence = replicates.floor_limit(config, excess)
     assert sentence.startswith("This run's fine-tuning dose: 2 fine-tuning epochs of 600 training images at "
                                "learning rate 5e-05 (the paper: 10 epochs of its 11,733 training images; its rate "
