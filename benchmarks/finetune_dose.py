@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/finetune_dose.py [--lr 5e-5,1.5e-4,4e-4] [--seeds 0,1]
         [--epochs-ft 2] [--finetune-images 0] [--precision demo] [--pretrain-epochs demo]
-        [--arch DenseNet201,...]
+        [--head-init demo] [--arch DenseNet201,...]
 
 The demo's protocol constants are chosen here, on validation images only (the test split the book
 reports on is never read). For every architecture and every combination of fine-tuning learning
-rate, epochs, images per epoch, precision, pre-training epochs and seed, the demo protocol is
+rate, epochs, images per epoch, precision, head initialization, pre-training epochs and seed, the demo protocol is
 trained on the demo's data from its pre-trained backbones (the demo's own, or pre-trained anew for
 other `--pretrain-epochs` and cached like them; the frozen features computed once per pre-training
 and shared, as replicates share them), into `runs/dose/`; the validation images are mapped at the
@@ -54,14 +54,15 @@ def pretrain_seconds(config: configuration.RunConfig, arch: str) -> float:
 
 
 def setting_config(args: argparse.Namespace, arch: str, lr: float, epochs: int, images: int, precision: str,
-                   pretrain_epochs: int, seed: int) -> configuration.RunConfig:
+                   head_init: str, pretrain_epochs: int, seed: int) -> configuration.RunConfig:
     demo = configuration.profile("demo")
-    tag = f"lr{lr:g}_ep{epochs}_img{images}_{precision}_pre{pretrain_epochs}"
+    head_init = demo.head_init if head_init == "demo" else head_init
+    tag = f"lr{lr:g}_ep{epochs}_img{images}_{precision}_{head_init}_pre{pretrain_epochs}"
     overrides = {"run_dir": str(args.out / arch / tag / f"seed_{seed}"), "data_dir": str(RunPaths.of(demo).data),
                  "architectures": (arch,), "seed": seed, "pretrain_seed": demo.seed, "lr_ft": lr,
                  "epochs_ft": epochs, "late_epoch": demo.epochs_tl + epochs, "finetune_images": images,
                  "replicate_seeds": (), "randomization_check": False,
-                 "pretrain_epochs": pretrain_epochs}
+                 "pretrain_epochs": pretrain_epochs, "head_init": head_init}
     if PRECISIONS[precision] is not None:
         overrides["finetune_bf16"] = PRECISIONS[precision]
     return demo.replace(**overrides)
@@ -86,8 +87,8 @@ def validation_maps(config: configuration.RunConfig, arch: str, val: pd.DataFram
 
 def measure(args: argparse.Namespace, arch: str, setting: tuple, val: pd.DataFrame, images: np.ndarray,
             features_of: configuration.RunConfig | None) -> tuple[list[dict], configuration.RunConfig]:
-    lr, epochs, count, precision, pretrain_epochs = setting
-    configs = [setting_config(args, arch, lr, epochs, count, precision, pretrain_epochs, seed)
+    lr, epochs, count, precision, head_init, pretrain_epochs = setting
+    configs = [setting_config(args, arch, lr, epochs, count, precision, head_init, pretrain_epochs, seed)
                for seed in args.seeds]
     runs = []
     for config in configs:
@@ -109,7 +110,7 @@ def measure(args: argparse.Namespace, arch: str, setting: tuple, val: pd.DataFra
         seconds = [h.loc[h["phase"] == "finetune", "wall_s"].sum() for _, h, _, _ in runs]
         rows.append({
             "arch": arch, "lr_ft": lr, "epochs_ft": epochs, "finetune_images": count, "precision": precision,
-            "pretrain_epochs": pretrain_epochs, "pretrain_s": pretrained_s,
+            "head_init": configs[0].head_init, "pretrain_epochs": pretrain_epochs, "pretrain_s": pretrained_s,
             "computed_in": train.phase_policy(configs[0], arch, "finetune", train.uses_mixed_precision(configs[0])),
             "method": method, "seeds": len(runs), "images": int(both.sum()),
             "val_acc_early": np.mean(accuracy[early]), "val_acc_late": np.mean(accuracy[late]),
@@ -130,6 +131,8 @@ def main() -> int:
     parser.add_argument("--finetune-images", default="0")
     parser.add_argument("--precision", default="demo",
                         help="demo (its finetune_bf16), bf16, fp32, or several, comma-separated")
+    parser.add_argument("--head-init", default="demo",
+                        help="demo (its head_init), glorot_uniform, zeros, or several, comma-separated")
     parser.add_argument("--pretrain-epochs", default="demo",
                         help="epochs of pre-training: demo (its pretrain_epochs) or numbers, comma-separated")
     parser.add_argument("--seeds", default="0,1")
@@ -141,7 +144,8 @@ def main() -> int:
     val = index.split("val")
     images = data.load_images(val, demo.image_size)
     grid = list(itertools.product(numbers(args.lr, float), numbers(args.epochs_ft, int),
-                                  numbers(args.finetune_images, int), args.precision.split(",")))
+                                  numbers(args.finetune_images, int), args.precision.split(","),
+                                  args.head_init.split(",")))
     print(f"CPU flags: {' '.join(sorted(provenance.cpu_flags() & {'avx2', 'avx512_bf16', 'amx_bf16'}))}; "
           f"{len(val)} validation images; {len(grid)} settings x {len(args.seeds)} seeds")
     rows = []
@@ -157,7 +161,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "dose.csv"
     previous = pd.read_csv(path) if path.is_file() else None
-    keys = ["arch", "lr_ft", "epochs_ft", "finetune_images", "precision", "pretrain_epochs", "method"]
+    keys = ["arch", "lr_ft", "epochs_ft", "finetune_images", "precision", "head_init", "pretrain_epochs", "method"]
     merged = table if previous is None else pd.concat([previous, table]).drop_duplicates(keys, keep="last")
     merged.to_csv(path, index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 30):

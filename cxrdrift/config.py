@@ -117,6 +117,10 @@ class RunConfig:
         "Fine-tuning: architectures whose fine-tuning steps compute in bfloat16 (float32 weights, "
         "float32 logits) where the CPU does so natively (avx512_bf16 or amx_bf16) and mixed precision "
         "is off; float32 elsewhere. The frozen phase and every CAM stay float32.", ARCHITECTURES)
+    head_init: str = _knob("glorot_uniform", ASSUMED + " (Keras's Dense default)",
+                           "Initial weights of the logits head: Keras's random default, or zeros (as in BiT's "
+                           "fine-tuning), which leaves a seed's head to the data order alone.",
+                           ("glorot_uniform", "zeros"))
     bn_frozen_in_ft: bool = _knob(True, ASSUMED + " (Keras transfer-learning guide)",
                                   "Keep BatchNorm layers in inference mode while fine-tuning.")
     batch_size: int = _knob(32, ASSUMED, "Training batch size.")
@@ -271,6 +275,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
                  "pretrain_bn_epochs", "pretrain_bn_images", "pretrain_size", "pretrain_seed", "pretrain_dense",
                  "pretrain_bf16",
                  "epochs_tl", "epochs_ft", "lr_tl", "lr_ft", "finetune_images", "finetune_bf16", "bn_frozen_in_ft",
+                 "head_init",
                  "batch_size", "seed",
                  "save_epochs", "early_epoch", "late_epoch", "mixed_precision", "xla", "class_map"),
     "true_positives": ("architectures", "early_epoch", "late_epoch"),

@@ -74,8 +74,10 @@ def build_backbone(arch: str, image_size: int, weights: str | None = None) -> ke
     return _APPLICATIONS[arch][0](include_top=False, weights=weights, input_tensor=inputs)
 
 
-def build_model(arch: str, image_size: int, weights: str | Path | None = None, num_classes: int = 5) -> keras.Model:
-    """The flat model of the convention with `weights` loaded (see the module docstring)."""
+def build_model(arch: str, image_size: int, weights: str | Path | None = None, num_classes: int = 5,
+                head_init: str = "glorot_uniform") -> keras.Model:
+    """The flat model of the convention with `weights` loaded (see the module docstring); a head
+    the weights do not hold starts from the Keras initializer `head_init`."""
     kind = weights_kind(weights)
     if kind == "synthetic":
         raise WeightsError('weights="synthetic" names the built-in pre-training, not a file: '
@@ -90,7 +92,7 @@ def build_model(arch: str, image_size: int, weights: str | Path | None = None, n
     else:
         backbone = build_backbone(arch, image_size)
     pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(backbone.output)
-    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(pooled)
+    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32", kernel_initializer=head_init)(pooled)
     model = keras.Model(backbone.input, logits, name=arch)
     if kind == "file":
         load_weights_file(model, arch, weights_path_for(str(weights), arch))

@@ -416,7 +416,7 @@ def train_architecture(config: RunConfig, arch: str, index: data.DatasetIndex, d
     restart_layer_names()
     keras.utils.set_random_seed(config.seed)
     with device.strategy.scope():
-        model = build_model(arch, config.image_size, weights)
+        model = build_model(arch, config.image_size, weights, head_init=config.head_init)
         if done:
             model.load_weights(paths.last_weights(arch))
             log.info("%s: resuming after epoch %d", arch, done)

@@ -39,6 +39,16 @@ def test_backbone_weights_file_loads_into_a_model_of_another_size(resnet, tmp_pa
         np.testing.assert_array_equal(a, b)
 
 
+def test_head_init_starts_a_head_the_weights_do_not_hold(resnet, tmp_path):
+    models.backbone_model(resnet).save_weights(tmp_path / "backbone.weights.h5")
+    resnet.save_weights(tmp_path / "whole.weights.h5")
+    from_backbone = models.build_model("ResNet50V2", 32, tmp_path / "backbone.weights.h5", head_init="zeros")
+    assert not np.any(from_backbone.get_layer("logits").get_weights()[0])
+    assert np.any(models.build_model("ResNet50V2", 32, None).get_layer("logits").get_weights()[0])  # glorot draw
+    whole = models.build_model("ResNet50V2", 32, str(tmp_path / "whole.weights.h5"), head_init="zeros")
+    np.testing.assert_array_equal(whole.get_layer("logits").get_weights()[0], resnet.get_layer("logits").get_weights()[0])
+
+
 def test_missing_or_mismatched_weights_files_are_named(resnet, tmp_path):
     with pytest.raises(models.WeightsError, match="nowhere.weights.h5 does not exist"):
         models.build_model("ResNet50V2", 32, str(tmp_path / "nowhere.weights.h5"))

@@ -21,8 +21,10 @@ from cxrdrift import train
 from cxrdrift.artifacts import RunPaths, read_npz, read_resolved, write_config
 
 
-def tiny_model(arch: str, image_size: int, weights=None, num_classes: int = 5) -> keras.Model:
-    """A small model of the project's convention (flat, BatchNorm in the backbone)."""
+def tiny_model(arch: str, image_size: int, weights=None, num_classes: int = 5,
+               head_init: str = "glorot_uniform") -> keras.Model:
+    """A small model of the project's convention (flat, BatchNorm in the backbone); a weights file
+    holds the backbone, as the built-in pre-training's does (`save_backbone`)."""
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
     x = inputs
     for i, filters in enumerate((4, 8)):
@@ -30,11 +32,17 @@ def tiny_model(arch: str, image_size: int, weights=None, num_classes: int = 5) -
         x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(pooled)
+    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32", kernel_initializer=head_init)(pooled)
     model = keras.Model(inputs, logits, name=arch)
     if weights is not None and str(weights).endswith(".weights.h5"):  # "pre-trained": the same start for every seed
-        model.load_weights(weights)
+        keras.Model(inputs, pooled).load_weights(weights)
     return model
+
+
+def save_backbone(path) -> None:
+    """A "pre-trained" tiny backbone: one start every seed shares."""
+    model = tiny_model("ResNet50V2", 16)
+    keras.Model(model.input, model.get_layer("avg_pool").output).save_weights(path)
 
 
 @pytest.fixture
@@ -188,6 +196,20 @@ def test_epoch_order_is_a_seeded_permutation():
     assert not np.array_equal(order, train.epoch_order(10, 0, 2))
 
 
+@pytest.mark.parametrize("head_init", ["glorot_uniform", "zeros"])
+def test_a_zero_head_leaves_a_seeds_frozen_phase_to_the_data_order_alone(tiny, tmp_path, head_init):
+    start = tmp_path / "start.weights.h5"
+    save_backbone(start)
+    # one batch an epoch: the data order cannot change a frozen-phase step, only the head's start can
+    runs = [tiny(f"seed_{seed}", architectures=("ResNet50V2",), weights=str(start), seed=seed, head_init=head_init,
+                 batch_size=48, epochs_ft=1) for seed in (0, 1)]
+    for config in runs:
+        train.run_training(config)
+    heads = [checkpoint(c, "ResNet50V2", 2).get_layer("logits").get_weights()[0] for c in runs]
+    assert np.abs(heads[0]).max() > 1e-3  # trained away from its start
+    assert np.allclose(heads[0], heads[1], atol=1e-6) == (head_init == "zeros")
+
+
 @pytest.mark.parametrize("setting, expected", [("on", "mixed_float16"), ("off", "float32"), ("auto", "float32")])
 def test_device_policy_and_float32_logits(setting, expected):
     previous = keras.mixed_precision.global_policy()
@@ -204,7 +226,7 @@ def test_device_policy_and_float32_logits(setting, expected):
 
 def test_replicate_reuses_the_main_runs_frozen_features_and_gets_what_it_would_compute(tiny, monkeypatch, tmp_path):
     start = tmp_path / "start.weights.h5"
-    tiny_model("ResNet50V2", 16).save_weights(start)
+    save_backbone(start)
     main = tiny("main", architectures=("ResNet50V2",), epochs_ft=1, weights=str(start))
     train.run_training(main)
     saved = read_npz(RunPaths.of(main).frozen_features("ResNet50V2"))
