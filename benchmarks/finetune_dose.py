@@ -6,17 +6,17 @@
 
 The demo's protocol constants are chosen here, on validation images only (the test split the book
 reports on is never read). For every architecture and every combination of fine-tuning learning
-rate, epochs, images per epoch, precision, head initialization, pre-training epochs and seed, the demo protocol is
-trained on the demo's data from its pre-trained backbones (the demo's own, or pre-trained anew for
-other `--pretrain-epochs` and cached like them; the frozen features computed once per pre-training
-and shared, as replicates share them), into `runs/dose/`; the validation images are mapped at the
-last frozen compared epoch and the last epoch (LayerCAM, Grad-CAM++, each image's label as the
-target). Printed per architecture and setting, over the seeds: validation accuracy at both epochs
-(mean and the lowest seed), fine-tuning seconds per seed, the pre-training's seconds, the phase
-drift 1 - overlap IoU and 1 - pattern correlation (early -> late map of one seed, on the validation
-images every seed gets right at both epochs) and the seed floor (the same between two seeds' late
-maps). Rows also go to
-`runs/dose/dose.csv`. Runs resume: a finished setting is read back, not trained again.
+rate, epochs, images per epoch, precision, head initialization, pre-training epochs and seed, the
+demo protocol is trained on the demo's data from its pre-trained backbones (the demo's own, or
+pre-trained anew for other `--pretrain-epochs` and cached like them; the frozen features computed
+once per pre-training and shared, as replicates share them), into `runs/dose/`; the validation
+images are mapped at the last frozen compared epoch and the last epoch (LayerCAM, Grad-CAM++, each
+image's label as the target). Printed per architecture and setting, over the seeds: validation
+accuracy at both epochs (mean and the lowest seed), fine-tuning seconds per seed, the
+pre-training's seconds, the phase drift 1 - overlap IoU and 1 - pattern correlation (early -> late
+map of one seed, on the validation images every seed gets right at both epochs) and the seed floor
+(the same between two seeds' late maps). Rows also go to `runs/dose/dose.csv`. Runs resume: a
+finished setting is read back, not trained again.
 """
 from __future__ import annotations
 

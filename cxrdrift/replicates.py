@@ -5,8 +5,8 @@ the order of the training images and, unless `head_init` is "zeros", the head's 
 Each seed in `replicate_seeds` trains every architecture again on the same data from the same
 pre-trained weights (and the main run's frozen-backbone features, which the seed does not change),
 into `<run_dir>/replicates/seed_<seed>/`, and maps the test images the main run compares at the
-compared epochs. The drift metrics between the main run's maps and a replicate's maps of the same image at
-the same epoch are the floor that phase drift must clear to mean anything.
+compared epochs. The drift metrics between the main run's maps and a replicate's maps of the same
+image at the same epoch are the floor that phase drift must clear to mean anything.
 Stage: the replicates' maps -> `noise_floor.parquet`, one row per (architecture, method, epoch,
 seed, sample).
 """
