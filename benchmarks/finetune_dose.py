@@ -42,9 +42,9 @@ def numbers(text: str, kind: type) -> list:
     return [kind(v) for v in text.split(",") if v.strip()]
 
 
-def pretraining_epochs(text: str, demo: configuration.RunConfig) -> list[int]:
-    """The pre-training epochs to try: 'demo' is the demo's own."""
-    return [demo.pretrain_epochs if v.strip() == "demo" else int(v) for v in text.split(",") if v.strip()]
+def demo_or(text: str, demo_value, kind: type) -> list:
+    """The values to try, comma-separated: 'demo' is the demo's own `demo_value`."""
+    return [demo_value if v.strip() == "demo" else kind(v.strip()) for v in text.split(",") if v.strip()]
 
 
 def pretrain_seconds(config: configuration.RunConfig, arch: str) -> float:
@@ -56,7 +56,6 @@ def pretrain_seconds(config: configuration.RunConfig, arch: str) -> float:
 def setting_config(args: argparse.Namespace, arch: str, lr: float, epochs: int, images: int, precision: str,
                    head_init: str, pretrain_epochs: int, seed: int) -> configuration.RunConfig:
     demo = configuration.profile("demo")
-    head_init = demo.head_init if head_init == "demo" else head_init
     tag = f"lr{lr:g}_ep{epochs}_img{images}_{precision}_{head_init}_pre{pretrain_epochs}"
     overrides = {"run_dir": str(args.out / arch / tag / f"seed_{seed}"), "data_dir": str(RunPaths.of(demo).data),
                  "architectures": (arch,), "seed": seed, "pretrain_seed": demo.seed, "lr_ft": lr,
@@ -110,7 +109,7 @@ def measure(args: argparse.Namespace, arch: str, setting: tuple, val: pd.DataFra
         seconds = [h.loc[h["phase"] == "finetune", "wall_s"].sum() for _, h, _, _ in runs]
         rows.append({
             "arch": arch, "lr_ft": lr, "epochs_ft": epochs, "finetune_images": count, "precision": precision,
-            "head_init": configs[0].head_init, "pretrain_epochs": pretrain_epochs, "pretrain_s": pretrained_s,
+            "head_init": head_init, "pretrain_epochs": pretrain_epochs, "pretrain_s": pretrained_s,
             "computed_in": train.phase_policy(configs[0], arch, "finetune", train.uses_mixed_precision(configs[0])),
             "method": method, "seeds": len(runs), "images": int(both.sum()),
             "val_acc_early": np.mean(accuracy[early]), "val_acc_late": np.mean(accuracy[late]),
@@ -145,12 +144,12 @@ def main() -> int:
     images = data.load_images(val, demo.image_size)
     grid = list(itertools.product(numbers(args.lr, float), numbers(args.epochs_ft, int),
                                   numbers(args.finetune_images, int), args.precision.split(","),
-                                  args.head_init.split(",")))
+                                  demo_or(args.head_init, demo.head_init, str)))
     print(f"CPU flags: {' '.join(sorted(provenance.cpu_flags() & {'avx2', 'avx512_bf16', 'amx_bf16'}))}; "
           f"{len(val)} validation images; {len(grid)} settings x {len(args.seeds)} seeds")
     rows = []
     for arch in numbers(args.arch, str):
-        for pretrain_epochs in pretraining_epochs(args.pretrain_epochs, demo):
+        for pretrain_epochs in demo_or(args.pretrain_epochs, demo.pretrain_epochs, int):
             features_of = None  # features of one pre-training
             for setting in grid:
                 found, features_of = measure(args, arch, (*setting, pretrain_epochs), val, images, features_of)

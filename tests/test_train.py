@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from cxrdrift import config as cfg
-from cxrdrift import train
+from cxrdrift import models, train
 from cxrdrift.artifacts import RunPaths, read_npz, read_resolved, write_config
 
 
@@ -35,14 +35,13 @@ def tiny_model(arch: str, image_size: int, weights=None, num_classes: int = 5,
     logits = keras.layers.Dense(num_classes, name="logits", dtype="float32", kernel_initializer=head_init)(pooled)
     model = keras.Model(inputs, logits, name=arch)
     if weights is not None and str(weights).endswith(".weights.h5"):  # "pre-trained": the same start for every seed
-        keras.Model(inputs, pooled).load_weights(weights)
+        models.backbone_model(model).load_weights(weights)
     return model
 
 
 def save_backbone(path) -> None:
     """A "pre-trained" tiny backbone: one start every seed shares."""
-    model = tiny_model("ResNet50V2", 16)
-    keras.Model(model.input, model.get_layer("avg_pool").output).save_weights(path)
+    models.backbone_model(tiny_model("ResNet50V2", 16)).save_weights(path)
 
 
 @pytest.fixture
